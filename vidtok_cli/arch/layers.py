@@ -1,0 +1,440 @@
+"""Building blocks of the VidTok encoder/decoder.
+
+Every module keeps the official parameter names (so official state dicts load strictly) and works
+on video tensors (B, C, T, H, W) throughout: per-frame 2-D convolutions run as 3-D convolutions with a
+temporal kernel of 1, and per-pixel 1-D temporal convolutions as 3-D convolutions with a spatial kernel
+of 1, which avoids reshaping activations between the spatial and temporal halves of each block.
+
+Causal temporal operators are streaming operators: they read and update a :class:`StreamState`
+that holds, per operator, the input frames that later output frames still need. Processing a whole
+clip is the special case of one chunk with a fresh state and ``final=True``, so chunked and whole-clip
+results agree up to float rounding by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# ----------------------------------------------------------------------------- streaming state
+
+
+@dataclass
+class StreamState:
+    """Causal caches of one video stream (one per encoder or decoder pass).
+
+    ``caches`` maps an operator's key to what it kept from earlier chunks; ``final`` marks the
+    last chunk (operators with a look-ahead flush then); ``counters`` holds small integers such as
+    frames already dropped from the decoder output.
+    """
+
+    caches: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    final: bool = False
+
+    @property
+    def started(self) -> bool:
+        return bool(self.caches) or bool(self.counters)
+
+
+class Streaming(nn.Module):
+    """Mixin: a module with a per-stream cache, identified by ``cache_key`` (set by the model)."""
+
+    cache_key: str = ""
+
+
+def assign_cache_keys(root: nn.Module) -> None:
+    """Gives every streaming submodule of ``root`` a unique cache key (its qualified name)."""
+    for name, module in root.named_modules():
+        if isinstance(module, Streaming):
+            module.cache_key = name or "<root>"
+
+
+def take_windows(
+    x: Tensor, state: StreamState, key: str, front_pad: int, receptive: int, stride: int, replicate: bool
+) -> Tensor | None:
+    """Returns the frames that cover every complete causal window available so far, or None.
+
+    The first call pads ``front_pad`` frames in front (copies of the first frame or zeros); the frames
+    that later windows still need stay in ``state`` under ``key``.
+    """
+    cache = state.caches.get(key)
+    if cache is None:
+        if x.shape[2] == 0:
+            return None
+        if front_pad == 0:
+            cache = x[:, :, :0]
+        elif replicate:
+            cache = x[:, :, :1].expand(-1, -1, front_pad, *x.shape[3:])
+        else:
+            cache = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
+    buf = torch.cat([cache, x], dim=2) if cache.shape[2] else x
+    length = buf.shape[2]
+    n = (length - receptive) // stride + 1 if length >= receptive else 0
+    state.caches[key] = buf[:, :, n * stride :].clone()
+    if n == 0:
+        return None
+    return buf[:, :, : (n - 1) * stride + receptive]
+
+
+def empty_frames(x: Tensor, channels: int) -> Tensor:
+    """A (B, channels, 0, H, W) tensor like ``x``."""
+    return x.new_empty(x.shape[0], channels, 0, *x.shape[3:])
+
+
+# ----------------------------------------------------------------------------- norms
+
+
+class LayerNorm(nn.Module):
+    """Official "layernorm": nn.LayerNorm over channels at every position (keys ``norm.weight|bias``)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(num_channels, eps=eps, elementwise_affine=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.movedim(1, -1)
+        x = F.layer_norm(x, self.norm.normalized_shape, self.norm.weight, self.norm.bias, self.norm.eps)
+        return x.movedim(-1, 1)
+
+
+def make_norm(norm_type: str, channels: int) -> nn.Module:
+    if norm_type == "layernorm":
+        return LayerNorm(channels)
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+def apply_norm(norm: nn.Module, x: Tensor, scope: str) -> Tensor:
+    """Applies ``norm`` to a video tensor with the statistics scope of the official module.
+
+    LayerNorm normalises each position over channels, so the scope does not matter. GroupNorm
+    statistics are taken per ``frame`` (over H, W), per ``clip`` (over T, H, W), per ``pixel`` (over T)
+    or per ``pixel_frame`` (one position), exactly as the official code reshapes before normalising.
+    """
+    if isinstance(norm, LayerNorm):
+        return norm(x)
+    b, c, t, h, w = x.shape
+    if scope == "clip":
+        return norm(x)
+    if scope == "frame":
+        y = norm(x.transpose(1, 2).reshape(b * t, c, h, w))
+        return y.reshape(b, t, c, h, w).transpose(1, 2)
+    if scope == "pixel":
+        y = norm(x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t))
+        return y.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
+    if scope == "pixel_frame":
+        y = norm(x.permute(0, 2, 3, 4, 1).reshape(-1, c))
+        return y.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+    raise ValueError(f"unknown norm scope {scope!r}")
+
+
+# ----------------------------------------------------------------------------- convolutions
+
+
+class FrameConv2d(nn.Conv2d):
+    """An nn.Conv2d (official keys and shapes) applied to every frame of a video tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
+        return F.conv3d(
+            x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *pad)
+        )
+
+
+class CausalConv3d(Streaming):
+    """Official CausalConv3d: causal in time (front padding), symmetric zero padding in space.
+
+    ``replicate`` selects the v1.1 front padding (copies of the first frame) over v1.0's zeros.
+    """
+
+    def __init__(self, chan_in: int, chan_out: int, kernel_size: int, stride_t: int = 1, replicate: bool = False):
+        super().__init__()
+        self.kernel_t = kernel_size
+        self.stride_t = stride_t
+        self.time_pad = kernel_size - stride_t
+        self.space_pad = (kernel_size - 1) // 2
+        self.replicate = replicate
+        self.conv = nn.Conv3d(chan_in, chan_out, kernel_size, stride=(stride_t, 1, 1))
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        if self.kernel_t == 1 and self.stride_t == 1:
+            return self.conv(x)
+        buf = take_windows(x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate)
+        if buf is None:
+            return empty_frames(x, self.conv.out_channels)
+        p = self.space_pad
+        return F.conv3d(buf, self.conv.weight, self.conv.bias, stride=(self.stride_t, 1, 1), padding=(0, p, p))
+
+
+class CausalConv1d(Streaming):
+    """Official CausalConv1d over time at every pixel (keys ``conv.weight`` of shape (out, in, k))."""
+
+    def __init__(self, chan_in: int, chan_out: int, kernel_size: int, replicate: bool = False):
+        super().__init__()
+        self.kernel_t = kernel_size
+        self.replicate = replicate
+        self.conv = nn.Conv1d(chan_in, chan_out, kernel_size)
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        weight = self.conv.weight[..., None, None]
+        if self.kernel_t == 1:
+            return F.conv3d(x, weight, self.conv.bias)
+        buf = take_windows(x, state, self.cache_key, self.kernel_t - 1, self.kernel_t, 1, self.replicate)
+        if buf is None:
+            return empty_frames(x, self.conv.out_channels)
+        return F.conv3d(buf, weight, self.conv.bias)
+
+
+class SymConv3d(nn.Conv3d):
+    """Non-causal nn.Conv3d (official keys without a ``.conv`` level); the state is ignored."""
+
+    def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
+        return super().forward(x)
+
+
+class SymConv1d(nn.Conv1d):
+    """Non-causal nn.Conv1d over time at every pixel (zero padding (k-1)/2)."""
+
+    def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
+        pad = (self.kernel_size[0] - 1) // 2
+        return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(pad, 0, 0))
+
+
+def silu(x: Tensor) -> Tensor:
+    return F.silu(x)
+
+
+# ----------------------------------------------------------------------------- residual blocks
+
+
+class ResnetBlock2D(nn.Module):
+    """Spatial residual block applied per frame (official ``ResnetBlock``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = make_norm(norm_type, in_channels)
+        self.conv1 = FrameConv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = make_norm(norm_type, out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = FrameConv2d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = FrameConv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(silu(apply_norm(self.norm1, x, "frame")))
+        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, "frame"))))
+        if hasattr(self, "nin_shortcut"):
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class TemporalResBlock(nn.Module):
+    """Temporal residual block over time at every pixel (official ``ResnetCausalBlock1D``/``ResnetBlock1D``)."""
+
+    def __init__(self, channels: int, norm_type: str, causal: bool, replicate: bool, dropout: float = 0.0):
+        super().__init__()
+        self.scope = "pixel_frame" if causal else "pixel"
+        self.norm1 = make_norm(norm_type, channels)
+        self.norm2 = make_norm(norm_type, channels)
+        self.dropout = nn.Dropout(dropout)
+        if causal:
+            self.conv1: nn.Module = CausalConv1d(channels, channels, 3, replicate=replicate)
+            self.conv2: nn.Module = CausalConv1d(channels, channels, 3, replicate=replicate)
+        else:
+            self.conv1 = SymConv1d(channels, channels, 3)
+            self.conv2 = SymConv1d(channels, channels, 3)
+
+    def zero_init_(self) -> None:
+        """Official init: the second convolution starts at zero, so the block starts as identity."""
+        conv = self.conv2.conv if isinstance(self.conv2, CausalConv1d) else self.conv2
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
+        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
+        return x + h
+
+
+class ResnetBlock3D(nn.Module):
+    """Spatio-temporal residual block of the middle stage (official ``ResnetCausalBlock``/``ResnetNoncausalBlock``)."""
+
+    def __init__(self, channels: int, norm_type: str, causal: bool, replicate: bool, dropout: float = 0.0):
+        super().__init__()
+        self.scope = "frame" if causal else "clip"
+        self.norm1 = make_norm(norm_type, channels)
+        self.norm2 = make_norm(norm_type, channels)
+        self.dropout = nn.Dropout(dropout)
+        if causal:
+            self.conv1: nn.Module = CausalConv3d(channels, channels, 3, replicate=replicate)
+            self.conv2: nn.Module = CausalConv3d(channels, channels, 3, replicate=replicate)
+        else:
+            self.conv1 = SymConv3d(channels, channels, 3, padding=1)
+            self.conv2 = SymConv3d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
+        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
+        return x + h
+
+
+class FrameAttention(nn.Module):
+    """Single-head self-attention over the H*W positions of each frame (official ``AttnBlockWrapper``)."""
+
+    def __init__(self, channels: int, norm_type: str, causal: bool):
+        super().__init__()
+        self.scope = "frame" if causal else "clip"
+        self.norm = make_norm(norm_type, channels)
+        if causal:
+            self.q: nn.Module = CausalConv3d(channels, channels, 1)
+            self.k: nn.Module = CausalConv3d(channels, channels, 1)
+            self.v: nn.Module = CausalConv3d(channels, channels, 1)
+            self.proj_out: nn.Module = CausalConv3d(channels, channels, 1)
+        else:
+            self.q = SymConv3d(channels, channels, 1)
+            self.k = SymConv3d(channels, channels, 1)
+            self.v = SymConv3d(channels, channels, 1)
+            self.proj_out = SymConv3d(channels, channels, 1)
+
+    @staticmethod
+    def _linear(conv: nn.Module, x_cl: Tensor) -> Tensor:
+        inner = conv.conv if isinstance(conv, CausalConv3d) else conv
+        w = inner.weight
+        return F.linear(x_cl, w.reshape(w.shape[0], w.shape[1]), inner.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        if t == 0:
+            return x
+        hn = apply_norm(self.norm, x, self.scope).permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+        q, k, v = (self._linear(m, hn) for m in (self.q, self.k, self.v))
+        a = F.scaled_dot_product_attention(q, k, v)
+        out = self._linear(self.proj_out, a)
+        return x + out.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+# ----------------------------------------------------------------------------- resampling
+
+
+class Downsample(nn.Module):
+    """Spatial 2x downsampling per frame: zero pad right/bottom by one, 3x3 conv with stride 2."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = FrameConv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Spatial 2x nearest upsampling per frame, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = FrameConv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        up = x[:, :, :, :, None, :, None].expand(b, c, t, h, 2, w, 2).reshape(b, c, t, 2 * h, 2 * w)
+        return self.conv(up)
+
+
+class TimeDownsample(Streaming):
+    """AlphaBlender temporal 2x downsampling: sigmoid(mix)*avgpool + (1-sigmoid(mix))*strided conv.
+
+    Causal (official ``TimeDownsampleResCausal2x``): one frame of front padding (zeros in v1.0, a copy of
+    the first frame in v1.1) for both branches. Non-causal (``TimeDownsampleRes2x``): one zero frame
+    appended at the end.
+    """
+
+    def __init__(self, channels: int, causal: bool, replicate: bool, mix_factor: float = 2.0):
+        super().__init__()
+        self.causal = causal
+        self.replicate = replicate
+        if causal:
+            self.conv: nn.Module = CausalConv3d(channels, channels, 3, stride_t=2, replicate=replicate)
+        else:
+            self.conv = SymConv3d(channels, channels, 3, stride=(2, 1, 1), padding=(0, 1, 1))
+        self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        if self.causal:
+            buf = take_windows(x, state, self.cache_key, 1, 3, 2, self.replicate)
+            x2 = self.conv(x, state)
+            if buf is None:
+                return x2
+            x1 = F.avg_pool3d(buf, (3, 1, 1), stride=(2, 1, 1))
+        else:
+            xp = F.pad(x, (0, 0, 0, 0, 0, 1))
+            x1 = F.avg_pool3d(xp, (3, 1, 1), stride=(2, 1, 1))
+            x2 = self.conv(xp)
+        return alpha * x1 + (1 - alpha) * x2
+
+
+class TimeUpsample(Streaming):
+    """AlphaBlender temporal 2x upsampling: sigmoid(mix)*up(x) + (1-sigmoid(mix))*conv(up(x)).
+
+    ``up`` is nearest (v1.0, non-causal) or, for v1.1 ``trilinear``, linear interpolation in time in which
+    the first ``group`` input frames and the rest are interpolated separately (edges clamped), as the
+    official first chunk does. Linear interpolation looks one input frame ahead, so the last frame of a
+    chunk is held back until the next chunk arrives or the stream is final.
+    """
+
+    def __init__(
+        self, channels: int, causal: bool, replicate: bool, linear: bool = False, group: int = 1, mix_factor: float = 2.0
+    ):
+        super().__init__()
+        self.causal = causal
+        self.linear = linear
+        self.group = group
+        if causal:
+            self.conv: nn.Module = CausalConv3d(channels, channels, 3, replicate=replicate)
+        else:
+            self.conv = SymConv3d(channels, channels, 3, padding=1)
+        self.mix_factor = nn.Parameter(torch.tensor([mix_factor]))
+
+    def _interpolate(self, x: Tensor, state: StreamState) -> Tensor:
+        key = self.cache_key + ".interp"
+        pending, prev, start = state.caches.get(key, (x[:, :, :0], None, 0))
+        frames = torch.cat([pending, x], dim=2) if pending.shape[2] else x
+        total = frames.shape[2]
+        m = total if state.final else total - 1
+        if m <= 0:
+            state.caches[key] = (frames, prev, start)
+            return empty_frames(x, x.shape[1])
+        cur = frames[:, :, :m]
+        first = prev if prev is not None else frames[:, :, :1]
+        left = torch.cat([first, frames[:, :, : m - 1]], dim=2)
+        right = frames[:, :, 1 : m + 1]
+        if right.shape[2] < m:  # end of the stream: clamp
+            right = torch.cat([right, frames[:, :, m - 1 : m]], dim=2)
+        else:
+            right = right.clone()
+        g = self.group
+        if start <= g < start + m:  # first frame of the second group: no left neighbour
+            i = g - start
+            left[:, :, i] = cur[:, :, i]
+        if start <= g - 1 < start + m:  # last frame of the first group: no right neighbour
+            i = g - 1 - start
+            right[:, :, i] = cur[:, :, i]
+        even = 0.75 * cur + 0.25 * left
+        odd = 0.75 * cur + 0.25 * right
+        state.caches[key] = (frames[:, :, m:].clone(), frames[:, :, m - 1 : m].clone(), start + m)
+        b, c, _, h, w = cur.shape
+        return torch.stack([even, odd], dim=3).reshape(b, c, 2 * m, h, w)
+
+    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+        alpha = torch.sigmoid(self.mix_factor)
+        if self.linear:
+            up = self._interpolate(x, state)
+        else:
+            up = x.repeat_interleave(2, dim=2)
+        if up.shape[2] == 0 and self.causal:
+            return up
+        return alpha * up + (1 - alpha) * self.conv(up, state)
