@@ -140,9 +140,7 @@ class FrameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-        return F.conv3d(
-            x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *pad)
-        )
+        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *pad))
 
 
 class CausalConv3d(Streaming):
@@ -151,7 +149,9 @@ class CausalConv3d(Streaming):
     ``replicate`` selects the v1.1 front padding (copies of the first frame) over v1.0's zeros.
     """
 
-    def __init__(self, chan_in: int, chan_out: int, kernel_size: int, stride_t: int = 1, replicate: bool = False):
+    def __init__(
+        self, chan_in: int, chan_out: int, kernel_size: int, stride_t: int = 1, replicate: bool = False
+    ):
         super().__init__()
         self.kernel_t = kernel_size
         self.stride_t = stride_t
@@ -163,11 +163,15 @@ class CausalConv3d(Streaming):
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         if self.kernel_t == 1 and self.stride_t == 1:
             return self.conv(x)
-        buf = take_windows(x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate)
+        buf = take_windows(
+            x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate
+        )
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
         p = self.space_pad
-        return F.conv3d(buf, self.conv.weight, self.conv.bias, stride=(self.stride_t, 1, 1), padding=(0, p, p))
+        return F.conv3d(
+            buf, self.conv.weight, self.conv.bias, stride=(self.stride_t, 1, 1), padding=(0, p, p)
+        )
 
 
 class CausalConv1d(Streaming):
@@ -238,15 +242,20 @@ class TemporalResBlock(nn.Module):
     def __init__(self, channels: int, norm_type: str, causal: bool, replicate: bool, dropout: float = 0.0):
         super().__init__()
         self.scope = "pixel_frame" if causal else "pixel"
+
+        def conv() -> nn.Module:
+            return (
+                CausalConv1d(channels, channels, 3, replicate=replicate)
+                if causal
+                else SymConv1d(channels, channels, 3)
+            )
+
+        # registration order = official state-dict order
         self.norm1 = make_norm(norm_type, channels)
+        self.conv1 = conv()
         self.norm2 = make_norm(norm_type, channels)
         self.dropout = nn.Dropout(dropout)
-        if causal:
-            self.conv1: nn.Module = CausalConv1d(channels, channels, 3, replicate=replicate)
-            self.conv2: nn.Module = CausalConv1d(channels, channels, 3, replicate=replicate)
-        else:
-            self.conv1 = SymConv1d(channels, channels, 3)
-            self.conv2 = SymConv1d(channels, channels, 3)
+        self.conv2 = conv()
 
     def zero_init_(self) -> None:
         """Official init: the second convolution starts at zero, so the block starts as identity."""
@@ -266,15 +275,17 @@ class ResnetBlock3D(nn.Module):
     def __init__(self, channels: int, norm_type: str, causal: bool, replicate: bool, dropout: float = 0.0):
         super().__init__()
         self.scope = "frame" if causal else "clip"
+
+        def conv() -> nn.Module:
+            if causal:
+                return CausalConv3d(channels, channels, 3, replicate=replicate)
+            return SymConv3d(channels, channels, 3, padding=1)
+
         self.norm1 = make_norm(norm_type, channels)
+        self.conv1 = conv()
         self.norm2 = make_norm(norm_type, channels)
         self.dropout = nn.Dropout(dropout)
-        if causal:
-            self.conv1: nn.Module = CausalConv3d(channels, channels, 3, replicate=replicate)
-            self.conv2: nn.Module = CausalConv3d(channels, channels, 3, replicate=replicate)
-        else:
-            self.conv1 = SymConv3d(channels, channels, 3, padding=1)
-            self.conv2 = SymConv3d(channels, channels, 3, padding=1)
+        self.conv2 = conv()
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
@@ -387,7 +398,13 @@ class TimeUpsample(Streaming):
     """
 
     def __init__(
-        self, channels: int, causal: bool, replicate: bool, linear: bool = False, group: int = 1, mix_factor: float = 2.0
+        self,
+        channels: int,
+        causal: bool,
+        replicate: bool,
+        linear: bool = False,
+        group: int = 1,
+        mix_factor: float = 2.0,
     ):
         super().__init__()
         self.causal = causal

@@ -22,7 +22,9 @@ class DiagonalGaussian(nn.Module):
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(self.logvar_min, self.logvar_max)
 
-    def forward(self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> Tensor:
         mean, logvar = self.split(moments)
         if not sample:
             return mean
@@ -92,4 +94,6 @@ class FSQ(nn.Module):
 
     def implicit_codebook(self) -> Tensor:
         """All codebook vectors (K, d) in index order (K = prod(levels); large for big codebooks)."""
-        return self.indices_to_latent(torch.arange(self.codebook_size, device=self._levels.device)).movedim(1, -1)
+        return self.indices_to_latent(torch.arange(self.codebook_size, device=self._levels.device)).movedim(
+            1, -1
+        )

@@ -122,7 +122,7 @@ class Encoder(nn.Module):
         h = self.conv_in(x, state)
         for i in range(self.cfg.num_levels):
             level, level_t = self.down[i], self.down_temporal[i]
-            for block_s, block_t in zip(level.block, level_t.block):
+            for block_s, block_t in zip(level.block, level_t.block, strict=True):
                 h = block_t(block_s(h), state)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
@@ -187,7 +187,7 @@ class Decoder(nn.Module):
         for i in reversed(range(self.cfg.num_levels)):
             level, level_t = self.up[i], self.up_temporal[i]
             if h.shape[2]:
-                for block_s, block_t in zip(level.block, level_t.block):
+                for block_s, block_t in zip(level.block, level_t.block, strict=True):
                     h = block_t(block_s(h), state)
             else:
                 h = h.new_zeros(h.shape[0], self.cfg.ch * self.cfg.ch_mult[i], 0, *h.shape[3:])
@@ -226,7 +226,9 @@ class VidTokModel(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.regularization: nn.Module = FSQ(cfg.fsq_levels) if cfg.regularizer == "fsq" else DiagonalGaussian()
+        self.regularization: nn.Module = (
+            FSQ(cfg.fsq_levels) if cfg.regularizer == "fsq" else DiagonalGaussian()
+        )
         assign_cache_keys(self)
         self.card = None  # set by the loader: the zoo card or metadata the weights came from
 
@@ -267,11 +269,15 @@ class VidTokModel(nn.Module):
 
     def _check_video(self, x: Tensor) -> None:
         if x.ndim != 5 or x.shape[1] != self.cfg.in_channels:
-            raise ValueError(f"expected a video tensor (B, {self.cfg.in_channels}, T, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a video tensor (B, {self.cfg.in_channels}, T, H, W), got {tuple(x.shape)}"
+            )
         if not self.cfg.causal and x.shape[2] < 4:
             raise ValueError(f"a non-causal model needs at least 4 frames, got {x.shape[2]}")
 
-    def encode(self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> EncodeOutput:
+    def encode(
+        self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> EncodeOutput:
         """Encodes a whole clip x (B, 3, T, H, W) in [-1, 1]."""
         self._check_video(x)
         moments = self.encoder(self._pad_input(x), StreamState(final=True))
@@ -280,7 +286,9 @@ class VidTokModel(nn.Module):
     def decode(self, latent: Tensor) -> Tensor:
         """Decodes a whole latent (B, z, t, h, w) into frames (see the module doc for the frame count)."""
         if latent.ndim != 5 or latent.shape[1] != self.cfg.z_channels:
-            raise ValueError(f"expected a latent (B, {self.cfg.z_channels}, t, h, w), got {tuple(latent.shape)}")
+            raise ValueError(
+                f"expected a latent (B, {self.cfg.z_channels}, t, h, w), got {tuple(latent.shape)}"
+            )
         out = self.decoder(latent, StreamState(final=True))
         return out[:, :, self._decoder_drop :] if self.cfg.causal else out
 
@@ -308,7 +316,11 @@ class VidTokModel(nn.Module):
             raise TypeError("streaming needs a causal model; non-causal models encode independent clips")
 
     def encode_chunk(
-        self, x: Tensor, state: StreamState | None = None, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        state: StreamState | None = None,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[EncodeOutput, StreamState]:
         """Encodes the next frames of a stream; returns the latents they complete and the updated state.
 

@@ -1,0 +1,43 @@
+"""vidtok: video tokenizers and neural video codecs (VidTok, VidTwin, motion tokens) for the command line and Python.
+
+The public API is re-exported here and imported lazily, so ``import vidtok_cli`` does not load torch.
+"""
+
+from typing import Any
+
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "load_model",
+    "convert_checkpoint",
+    "VidTokConfig",
+    "VidTokModel",
+    "EncodeOutput",
+    "StreamState",
+    "list_cards",
+    "get_card",
+]
+
+_LAZY = {
+    "load_model": "vidtok_cli.loading",
+    "convert_checkpoint": "vidtok_cli.loading",
+    "VidTokConfig": "vidtok_cli.arch.config",
+    "VidTokModel": "vidtok_cli.arch.vidtok",
+    "EncodeOutput": "vidtok_cli.arch.vidtok",
+    "StreamState": "vidtok_cli.arch.layers",
+    "list_cards": "vidtok_cli.zoo",
+    "get_card": "vidtok_cli.zoo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vidtok_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,3 @@
+from vidtok_cli.cli import main
+
+main()
