@@ -131,9 +131,16 @@ def test_offline_read_at_call_time(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert seen["local_files_only"] is True
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "_hub_reachable", lambda: True)
     with pytest.raises(WeightsUnavailableError):
         hub.download(REPO, "x.ckpt", cache_dir=tmp_path)
     assert seen["local_files_only"] is False
+
+    # an unreachable Hub falls back to the cache at once instead of retrying for half a minute
+    monkeypatch.setattr(hub, "_hub_reachable", lambda: False)
+    with pytest.raises(WeightsUnavailableError, match="cannot be reached"):
+        hub.download(REPO, "x.ckpt", cache_dir=tmp_path)
+    assert seen["local_files_only"] is True
 
 
 def test_download_in_subprocess_with_env_only(tmp_path: Path) -> None:

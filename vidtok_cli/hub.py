@@ -47,6 +47,36 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds.
+
+    Without this, huggingface_hub retries an unreachable host for half a minute before failing. With a
+    proxy configured the probe is skipped (the proxy decides), and so is the answer cached per process.
+    """
+    global _REACHABLE
+    if _REACHABLE is not None:
+        return _REACHABLE
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        _REACHABLE = True
+        return True
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            _REACHABLE = True
+    except OSError:
+        _REACHABLE = False
+    return _REACHABLE
+
+
+_REACHABLE: bool | None = None
+
+
 def _unreachable(what: str, repo_id: str, filename: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"{what} {repo_id}/{filename} are not in the local Hugging Face cache and the Hub cannot be "
@@ -136,7 +166,7 @@ def download(
     if cache_dir is None and os.environ.get("HF_HUB_CACHE"):
         cache_dir = os.environ["HF_HUB_CACHE"]  # read now: huggingface_hub read it once, at import
     try:
-        offline = local_files_only or _offline()
+        offline = local_files_only or _offline() or not _hub_reachable()
         from huggingface_hub import hf_hub_download
 
         local = hf_hub_download(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -91,6 +92,43 @@ class FSQ(nn.Module):
         half = self._levels // 2
         codes = (digits - half).to(torch.float32) / half.to(torch.float32)
         return codes.to(dtype).movedim(-1, 1)
+
+    def aux_loss(
+        self,
+        z: Tensor,
+        entropy_weight: float,
+        commitment_weight: float,
+        inv_temperature: float = 100.0,
+        diversity_gamma: float = 1.0,
+        chunk_tokens: int = 64,
+    ) -> Tensor:
+        """Official FSQ training loss: ``entropy_weight * entropy_aux + commitment_weight * commitment``.
+
+        The entropy term is the mean per-token entropy of the soft code assignment minus
+        ``diversity_gamma`` times the entropy of the batch-average assignment, over the whole implicit
+        codebook; it is computed ``chunk_tokens`` tokens at a time so memory stays bounded for large
+        codebooks. ``z`` is the raw encoder output (B, d, ...).
+        """
+        zc = z.movedim(1, -1).reshape(-1, z.shape[1]).float()
+        codes, _ = self.quantize(z.detach())
+        codes_c = codes.movedim(1, -1).reshape(-1, z.shape[1]).float()
+        commitment = F.mse_loss(zc, codes_c)
+        if entropy_weight == 0:
+            return commitment * commitment_weight
+        codebook = self.implicit_codebook().to(zc.device)
+        n = zc.shape[0]
+        per_sample = zc.new_zeros(())
+        avg_prob = zc.new_zeros(self.codebook_size)
+        for start in range(0, n, chunk_tokens):
+            logits = 2.0 * inv_temperature * (zc[start : start + chunk_tokens] @ codebook.t())
+            prob = logits.softmax(dim=-1)
+            per_sample = per_sample + (-prob * prob.clamp(min=1e-5).log()).sum(dim=-1).sum()
+            avg_prob = avg_prob + prob.sum(dim=0)
+        per_sample = per_sample / n
+        avg_prob = avg_prob / n
+        codebook_entropy = (-avg_prob * avg_prob.clamp(min=1e-5).log()).sum()
+        entropy = per_sample - diversity_gamma * codebook_entropy
+        return entropy * entropy_weight + commitment * commitment_weight
 
     def implicit_codebook(self) -> Tensor:
         """All codebook vectors (K, d) in index order (K = prod(levels); large for big codebooks)."""
