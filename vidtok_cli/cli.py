@@ -131,6 +131,156 @@ def convert_cmd(
         )
 
 
+# ----------------------------------------------------------------------------- encode / decode / info
+
+
+def _summary(summary: dict, as_json: bool, quiet: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if quiet:
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False)
+    for k, v in summary.items():
+        if v is None:
+            continue
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    _console().print(table)
+
+
+def _progress(total: int | None, quiet: bool, label: str):  # noqa: ANN202
+    """A rich progress bar (frames, frames/s, ETA) on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn(label), BarColumn(), TextColumn("{task.completed} frames"),
+        TimeRemainingColumn(), console=_console(stderr=True),
+    )  # fmt: skip
+    task = bar.add_task(label, total=total)
+    return bar, (lambda n: bar.update(task, completed=n))
+
+
+@app.command("encode")
+def encode_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Video file(s) to encode."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output .vtok file, or a folder for several inputs."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Zoo name, weights file or run directory."),
+    chunk_frames: int = typer.Option(16, "--chunk-frames", help="Frames per encoder step (memory vs speed)."),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Resample to this frame rate (default: source rate)."
+    ),
+    size: int | None = typer.Option(None, "--size", help="Resize the short side (bilinear + antialias)."),
+    crop: bool = typer.Option(
+        False, "--crop", help="Centre-crop a --size square instead of keeping the aspect."
+    ),
+    start: float = typer.Option(0.0, "--start", help="Start time in seconds."),
+    duration: float | None = typer.Option(None, "--duration", help="Seconds to encode."),
+    max_frames: int | None = typer.Option(None, "--max-frames", help="Encode at most this many frames."),
+    latent_dtype: str = typer.Option(
+        "float16", "--latent-dtype", help="float16, bfloat16 or float32 (KL latents)."
+    ),
+    segment_frames: int | None = typer.Option(
+        None, "--segment-frames", help="Independent segments for random access."
+    ),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Do not store the source's audio."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Encode video(s) into .vtok files (latents or tokens)."""
+    from .codec import encode_file
+    from .dtypes import parse_latent_dtype
+    from .loading import load_model
+
+    if len(inputs) > 1 or output.is_dir():
+        output.mkdir(parents=True, exist_ok=True)
+        targets = [(i, output / (i.stem + ".vtok")) for i in inputs]
+    else:
+        targets = [(inputs[0], output)]
+    m = load_model(model, device=device)
+    for src, dst in targets:
+        bar, cb = _progress(None, quiet or as_json, f"encode {src.name}")
+        if bar:
+            bar.start()
+        try:
+            summary = encode_file(
+                src, dst, m, chunk_frames=chunk_frames, fps=fps, size=size, crop=crop, start=start,
+                duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
+                segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb,
+            )  # fmt: skip
+        finally:
+            if bar:
+                bar.stop()
+        _summary(summary, as_json, quiet, f"encoded {src.name}")
+
+
+@app.command("decode")
+def decode_cmd(
+    src: Path = typer.Argument(..., help="A .vtok file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 (or a folder with --format png)."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="Decode with these weights instead of the file's model."
+    ),
+    crf: int = typer.Option(18, "--crf", help="x264 quality (lower is better)."),
+    preset: str = typer.Option("medium", "--preset", help="x264 preset."),
+    start_frame: int = typer.Option(0, "--start-frame", help="First frame to decode."),
+    frames: int | None = typer.Option(None, "--frames", help="Number of frames to decode."),
+    fmt: str = typer.Option("mp4", "--format", help="mp4 or png."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the stored audio."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda ..."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Decode a .vtok file back into video."""
+    from .codec import decode_file
+
+    bar, cb = _progress(None, quiet or as_json, f"decode {src.name}")
+    if bar:
+        bar.start()
+    try:
+        summary = decode_file(
+            src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
+            fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb,
+        )  # fmt: skip
+    finally:
+        if bar:
+            bar.stop()
+    _summary(summary, as_json, quiet, f"decoded {src.name}")
+
+
+@app.command("info")
+def info_cmd(
+    src: Path = typer.Argument(..., help="A .vtok file."),
+    as_json: bool = typer.Option(False, "--json", help="Print header and statistics as JSON."),
+) -> None:
+    """Show a .vtok file's header, records, bits per token and bits per pixel (verifies every checksum)."""
+    from .container import VtokReader
+
+    reader = VtokReader(src)
+    reader.verify()
+    info = {"header": reader.header, "stats": reader.stats()}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    h = reader.header
+    flat = {
+        "model": h["model"]["card"], "mode": h["mode"],
+        "source": f"{h['source']['width']}x{h['source']['height']}, {h['source']['frame_count']} frames @ "
+        f"{h['source']['fps'][0]}/{h['source']['fps'][1]} fps",
+        "latent": f"{h['latent']['channels']}ch {h['latent']['height']}x{h['latent']['width']} ({h['latent']['dtype']})",
+        **{k: v for k, v in info["stats"].items() if not isinstance(v, (dict, list))},
+    }  # fmt: skip
+    _summary(flat, False, False, str(src))
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

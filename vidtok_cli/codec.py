@@ -139,17 +139,23 @@ def encode_file(
                 writer.mark_segment(chunk.first_frame, chunk.first_latent)
             if mode == "tokens":
                 assert chunk.indices is not None
-                writer.write_tokens(chunk.indices.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent)
+                writer.write_tokens(
+                    chunk.indices.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
+                )
                 n_tokens += chunk.indices.numel()
             else:
-                writer.write_latents(chunk.latent.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent)
+                writer.write_latents(
+                    chunk.latent.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
+                )
         for packet in audio_packets:
             writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
         n = stats["frames"]
         from .stream import native_frame_count
 
         padded_count = n if segment_frames else native_frame_count(n, m)
-        writer.close(header_updates={"source": {"frame_count": n}, "padding": {"frames_padded": padded_count - n}})
+        writer.close(
+            header_updates={"source": {"frame_count": n}, "padding": {"frames_padded": padded_count - n}}
+        )
     size_bytes = dst.stat().st_size
     elapsed = time.perf_counter() - t0
     pixels = n * width * height
@@ -208,7 +214,9 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
             except ModelNotFoundError:
                 continue
         if m is None:
-            raise ModelNotFoundError(f"{path} was made with model {named!r}, which is not available here; pass --weights")
+            raise ModelNotFoundError(
+                f"{path} was made with model {named!r}, which is not available here; pass --weights"
+            )
         want = header["model"].get("sha256") or ""
         have = _weights_sha256(m)
         if want and have and want != have:
@@ -294,20 +302,28 @@ def decode_file(
 
     written = 0
     if fmt == "png":
-        paths = video.write_png_frames(dst, (f for block in wanted() for f in block), start_index=start_frame, force=force)
+        paths = video.write_png_frames(
+            dst, (f for block in wanted() for f in block), start_index=start_frame, force=force
+        )
         written = len(paths)
     else:
         audio_info = None
         use_audio = audio and h.get("audio") and start_frame == 0 and end == total
         if use_audio:
             audio_info = video.AudioInfo.from_dict(h["audio"]["info"])
-        with video.VideoWriter(dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force) as w:
+        with video.VideoWriter(
+            dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force
+        ) as w:
             for block in wanted():
                 w.write(block)
                 written += block.shape[0]
             if use_audio:
                 for p in reader.audio_packets():
-                    w.write_audio(video.AudioPacket(data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True))
+                    w.write_audio(
+                        video.AudioPacket(
+                            data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True
+                        )
+                    )
     elapsed = time.perf_counter() - t0
     return {
         "input": str(src),
