@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -150,18 +152,21 @@ def _summary(summary: dict, as_json: bool, quiet: bool, title: str) -> None:
     _console().print(table)
 
 
-def _progress(total: int | None, quiet: bool, label: str):  # noqa: ANN202
-    """A rich progress bar (frames, frames/s, ETA) on a terminal; nothing otherwise."""
+@contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[[int], None] | None]:
+    """Yields a frame-count callback driving a rich progress bar on a terminal; None otherwise."""
     if quiet or not sys.stderr.isatty():
-        return None, None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn(label), BarColumn(), TextColumn("{task.completed} frames"),
-        TimeRemainingColumn(), console=_console(stderr=True),
+        TextColumn(label), BarColumn(), TextColumn("{task.completed} frames"), TimeElapsedColumn(),
+        console=_console(stderr=True),
     )  # fmt: skip
-    task = bar.add_task(label, total=total)
-    return bar, (lambda n: bar.update(task, completed=n))
+    task = bar.add_task(label, total=None)
+    with bar:
+        yield lambda n: bar.update(task, completed=n)
 
 
 @app.command("encode")
@@ -206,18 +211,12 @@ def encode_cmd(
         targets = [(inputs[0], output)]
     m = load_model(model, device=device)
     for src, dst in targets:
-        bar, cb = _progress(None, quiet or as_json, f"encode {src.name}")
-        if bar:
-            bar.start()
-        try:
+        with _progress(quiet or as_json, f"encode {src.name}") as cb:
             summary = encode_file(
                 src, dst, m, chunk_frames=chunk_frames, fps=fps, size=size, crop=crop, start=start,
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb,
             )  # fmt: skip
-        finally:
-            if bar:
-                bar.stop()
         _summary(summary, as_json, quiet, f"encoded {src.name}")
 
 
@@ -242,17 +241,11 @@ def decode_cmd(
     """Decode a .vtok file back into video."""
     from .codec import decode_file
 
-    bar, cb = _progress(None, quiet or as_json, f"decode {src.name}")
-    if bar:
-        bar.start()
-    try:
+    with _progress(quiet or as_json, f"decode {src.name}") as cb:
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb,
         )  # fmt: skip
-    finally:
-        if bar:
-            bar.stop()
     _summary(summary, as_json, quiet, f"decoded {src.name}")
 
 
