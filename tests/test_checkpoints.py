@@ -81,8 +81,9 @@ def raw_version(path: Path) -> str:
     return str(torch.load(path, map_location="cpu", weights_only=True)["pytorch-lightning_version"])
 
 
-@needs_reference
-def test_tried_weights_only_load_first(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def torch_load_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Keyword arguments of every torch.load call made during the test."""
     calls: list[dict] = []
     real_load = torch.load
 
@@ -91,6 +92,12 @@ def test_tried_weights_only_load_first(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+@needs_reference
+def test_tried_weights_only_load_first(torch_load_calls: list[dict]) -> None:
+    calls = torch_load_calls
     ck.read_state_dict(_fixture(CONFIGS[0]))
     assert calls, "torch.load was not used"
     assert calls[0]["weights_only"] is True
@@ -104,17 +111,10 @@ def test_tried_weights_only_load_first(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not MALICIOUS.is_file(), reason="malicious.ckpt fixture missing")
-def test_malicious_checkpoint_refused_without_running_code(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malicious_checkpoint_refused_without_running_code(torch_load_calls: list[dict]) -> None:
+    calls = torch_load_calls
     if MARKER.exists():
         MARKER.unlink()
-    calls: list[dict] = []
-    real_load = torch.load
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real_load(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "load", spy)
     with pytest.raises(UnsafeCheckpointError) as info:
         ck.read_state_dict(MALICIOUS)
     msg = _single_line(info.value)
