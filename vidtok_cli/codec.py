@@ -18,10 +18,24 @@ Progress = Callable[[int], None]
 
 
 def _weights_sha256(model: Any) -> str:
+    """sha256 of the weights file the model was loaded from; of its tensors for a model built in memory."""
     from .hub import file_sha256
 
     path = (model.card or {}).get("weights_file")
-    return file_sha256(path) if path and Path(path).is_file() else ""
+    if path and Path(path).is_file():
+        return file_sha256(path)
+    cached = getattr(model, "_vidtok_tensor_sha256", None)
+    if cached:
+        return cached
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _resolve_model(model: Any, device: Any) -> Any:
@@ -63,10 +77,16 @@ def encode_file(
     force: bool = False,
     device: Any = "auto",
     progress: Progress | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    clip_overlap: int = 0,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
 
     ``model``: a loaded model, a zoo name, a weights path, or None for the default model.
+    ``tile``/``tile_overlap``: encode overlapping spatial tiles of this many pixels (large frames).
+    ``clip_overlap``: non-causal models only; consecutive 16-frame clips share this many frames, which
+    decoding cross-fades.
     """
     from .stream import encode_frames
 
@@ -78,8 +98,18 @@ def encode_file(
         raise UsageError("--crop needs --size")
     if latent_dtype not in ("float16", "bfloat16", "float32"):
         raise UsageError(f"unknown latent dtype {latent_dtype!r}")
+    if chunk_frames < 1:
+        raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
     m = _resolve_model(model, device)
     cfg = m.cfg
+    from .stream import Tiling, check_clip_overlap, check_segment_frames
+
+    check_segment_frames(segment_frames, m)
+    check_clip_overlap(clip_overlap, m)
+    if clip_overlap and segment_frames:
+        raise UsageError("--clip-overlap and --segment-frames cannot be combined")
+    if tile is not None:
+        Tiling(tile, tile, tile, tile_overlap, cfg.spatial_factor)  # validates the options
     info = video.probe(src)
     out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
     frames = video.iter_frames(src, fps=fps, start=start, duration=duration, max_frames=max_frames)
@@ -127,6 +157,7 @@ def encode_file(
         pad=(0, pad_h, 0, pad_w),
         frames_per_record=chunk_frames,
         segment_frames=segment_frames,
+        clip_overlap=clip_overlap,
         audio=None if audio_info is None else _audio_header(audio_info),
         weights_reference=str(card.get("weights_reference", "")),
         causal=cfg.causal,
@@ -134,7 +165,11 @@ def encode_file(
     )
     with container.VtokWriter(dst, header, force=force) as writer:
         n_tokens = 0
-        for chunk in encode_frames(m, padded(), chunk_frames=chunk_frames, segment_frames=segment_frames):
+        chunks = encode_frames(
+            m, padded(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
+            tile_overlap=tile_overlap, clip_overlap=clip_overlap,
+        )  # fmt: skip
+        for chunk in chunks:
             if chunk.segment_start and segment_frames:
                 writer.mark_segment(chunk.first_frame, chunk.first_latent)
             if mode == "tokens":
@@ -250,8 +285,13 @@ def decode_file(
     force: bool = False,
     device: Any = "auto",
     progress: Progress | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
 ) -> dict[str, Any]:
-    """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary."""
+    """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
+
+    ``tile``/``tile_overlap``: decode overlapping spatial tiles of this many output pixels.
+    """
     import torch
 
     from .stream import LatentChunk, decode_chunks
@@ -265,6 +305,10 @@ def decode_file(
     reader = container.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)
+    if tile is not None:
+        from .stream import Tiling
+
+        Tiling(tile, tile, tile, tile_overlap, m.cfg.spatial_factor)  # validates the options
     total = int(h["source"]["frame_count"])
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
     if start_frame < 0 or start_frame >= total:
@@ -288,7 +332,7 @@ def decode_file(
 
     def wanted() -> Iterator[np.ndarray]:
         done = 0
-        for first, block in decode_chunks(m, chunks()):
+        for first, block in decode_chunks(m, chunks(), tile=tile, tile_overlap=tile_overlap):
             lo, hi = max(start_frame, first), min(end, first + block.shape[0])
             if hi <= lo:
                 if first >= end:

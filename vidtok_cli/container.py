@@ -234,6 +234,7 @@ def make_header(
     frames_padded: int = 0,
     frames_per_record: int | None = None,
     segment_frames: int | None = None,
+    clip_overlap: int = 0,
     audio: Mapping[str, Any] | None = None,
     family: str = "vidtok",
     tool_version: str = __version__,
@@ -277,7 +278,11 @@ def make_header(
             "crop": None if crop is None else [int(v) for v in crop],
             "frames_padded": int(frames_padded),
         },
-        "chunking": {"frames_per_record": frames_per_record, "segment_frames": segment_frames},
+        "chunking": {
+            "frames_per_record": frames_per_record,
+            "segment_frames": segment_frames,
+            **({"clip_overlap": int(clip_overlap)} if clip_overlap else {}),
+        },
         "audio": aud,
         **extra,
     }
@@ -357,6 +362,8 @@ def _header_problem(h: Any) -> str | None:
             v = need(ch, "chunking", k)
             if v is not None and not _is_int(v, 1):
                 return f"chunking.{k} must be null or a positive integer"
+        if not _is_int(ch.get("clip_overlap", 0)):
+            return "chunking.clip_overlap must be an integer >= 0"
         aud = need(h, "header", "audio")
         if aud is not None:
             if not isinstance(need(aud, "audio", "codec"), str):

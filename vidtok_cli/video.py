@@ -810,6 +810,34 @@ _444 = {
 }
 
 
+def _cpu_has_avx512() -> bool:
+    """Whether this (Linux) CPU advertises AVX-512; False where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512f" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def _x264_determinism_params(options: dict[str, str]) -> dict[str, str]:
+    """Pin x264's SIMD level below AVX-512 so the same frames give the same bytes in every process.
+
+    With its AVX-512 kernels, libx264's macroblock-tree rate control (in the build PyAV ships) gives
+    different bitstreams for identical input from one process to the next; measured here on a 23-frame
+    clip: 3 distinct outputs in 3 runs, each identical with ``asm=AVX2``. ``AVX2`` is a cumulative level
+    in x264 (SSE..AVX2, FMA3, BMI2), so only the AVX-512 kernels are dropped. A user-given ``asm`` wins.
+    """
+    params = options.get("x264-params", "")
+    if "asm=" in params or not _cpu_has_avx512():
+        return options
+    out = dict(options)
+    out["x264-params"] = f"{params}:asm=AVX2" if params else "asm=AVX2"
+    return out
+
+
 def _tmp_path(final: Path) -> Path:
     """A fresh name next to ``final`` (same file system, so the rename is atomic), same extension so the
     muxer is chosen by it. Not pre-created: the muxer creates it with the usual umask permissions
@@ -907,6 +935,8 @@ class VideoWriter:
             if codec == "libx265":
                 opts["x265-params"] = "log-level=error"
         opts.update(options or {})
+        if codec == "libx264":
+            opts = _x264_determinism_params(opts)
 
         self._tmp = _tmp_path(self.path)
         container_options = {}

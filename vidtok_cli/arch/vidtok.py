@@ -261,6 +261,12 @@ class VidTokModel(nn.Module):
         front = x[:, :, :1].expand(-1, -1, n, -1, -1) if cfg.init_pad_mode == "replicate" else x[:, :, :1] * 0
         return torch.cat([front, x], dim=2)
 
+    def regularize(
+        self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> EncodeOutput:
+        """Applies the regularizer (KL mean/sample or FSQ) to encoder moments, e.g. blended tiles."""
+        return self._regularize(moments, sample, generator)
+
     def _regularize(self, moments: Tensor, sample: bool, generator: torch.Generator | None) -> EncodeOutput:
         if isinstance(self.regularization, FSQ):
             latent, indices = self.regularization(moments)
