@@ -17,6 +17,12 @@ __all__ = [
     "StreamState",
     "list_cards",
     "get_card",
+    "encode_file",
+    "decode_file",
+    "encode_frames",
+    "decode_chunks",
+    "run_bench",
+    "BenchConfig",
 ]
 
 _LAZY = {
@@ -28,6 +34,12 @@ _LAZY = {
     "StreamState": "vidtok_cli.arch.layers",
     "list_cards": "vidtok_cli.zoo",
     "get_card": "vidtok_cli.zoo",
+    "encode_file": "vidtok_cli.codec",
+    "decode_file": "vidtok_cli.codec",
+    "encode_frames": "vidtok_cli.stream",
+    "decode_chunks": "vidtok_cli.stream",
+    "run_bench": "vidtok_cli.bench",
+    "BenchConfig": "vidtok_cli.bench",
 }
 
 
