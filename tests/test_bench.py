@@ -20,7 +20,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub import constants as hf_constants
 from safetensors.torch import save_file
 
 from vidtok_cli import video
@@ -56,14 +55,9 @@ FAST = ("--protocol", "custom", "--size", "16")
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def _offline(hf_offline: Path) -> Path:
     """Every test runs offline against an empty Hugging Face cache of its own (subprocesses too)."""
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
+    return hf_offline
 
 
 @pytest.fixture(scope="module")

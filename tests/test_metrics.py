@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub import constants as hf_constants
 from safetensors.torch import save_file
 
 from vidtok_cli.errors import CheckpointError, UsageError, WeightsUnavailableError
@@ -48,14 +47,9 @@ HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def _offline(hf_offline: Path) -> Path:
     """Every test runs offline against an empty Hugging Face cache of its own."""
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
+    return hf_offline
 
 
 def _single_line(exc: BaseException) -> str:

@@ -102,14 +102,13 @@ def encode_file(
         raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
     m = _resolve_model(model, device)
     cfg = m.cfg
-    from .stream import Tiling, check_clip_overlap, check_segment_frames
+    from .stream import check_clip_overlap, check_segment_frames, check_tile
 
     check_segment_frames(segment_frames, m)
     check_clip_overlap(clip_overlap, m)
     if clip_overlap and segment_frames:
         raise UsageError("--clip-overlap and --segment-frames cannot be combined")
-    if tile is not None:
-        Tiling(tile, tile, tile, tile_overlap, cfg.spatial_factor)  # validates the options
+    check_tile(tile, tile_overlap, cfg.spatial_factor)
     info = video.probe(src)
     out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
     frames = video.iter_frames(src, fps=fps, start=start, duration=duration, max_frames=max_frames)
@@ -305,10 +304,9 @@ def decode_file(
     reader = container.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)
-    if tile is not None:
-        from .stream import Tiling
+    from .stream import check_tile
 
-        Tiling(tile, tile, tile, tile_overlap, m.cfg.spatial_factor)  # validates the options
+    check_tile(tile, tile_overlap, m.cfg.spatial_factor)
     total = int(h["source"]["frame_count"])
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
     if start_frame < 0 or start_frame >= total:

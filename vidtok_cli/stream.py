@@ -156,6 +156,12 @@ class Tiling:
                 k += 1
 
 
+def check_tile(tile: int | None, tile_overlap: int | None, factor: int) -> None:
+    """Validates ``--tile`` / ``--tile-overlap`` for a model of this spatial factor."""
+    if tile is not None:
+        Tiling(tile, tile, tile, tile_overlap, factor)
+
+
 class _Blend:
     """Accumulates weighted tiles into one tensor (..., H, W) and normalises at the end."""
 
