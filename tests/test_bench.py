@@ -18,8 +18,6 @@ import av
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from vidtok_cli import video
@@ -38,6 +36,7 @@ from vidtok_cli.rd import (
 )
 
 from .test_cli import assert_one_line_error, run
+from .test_metrics import FakeI3D
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.script` is deprecated:DeprecationWarning"),
@@ -95,20 +94,6 @@ def lpips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(LPIPS_CHANNELS)}
     torch.save(lin, d / "vgg.pth")
     return d
-
-
-class FakeI3D(nn.Module):
-    """The StyleGAN-V I3D TorchScript signature, with a random linear map to 400-d features."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(7)
-        self.proj = nn.Parameter(torch.randn(3 * 8 * 8, 400, generator=g), requires_grad=False)
-
-    def forward(
-        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
-    ) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(x.mean(dim=2), [8, 8]).flatten(1) @ self.proj
 
 
 @pytest.fixture(scope="module")

@@ -236,56 +236,41 @@ def _resolve_vgg(vgg_weights: str | os.PathLike[str] | None, weights_dir: Path |
     return path, hub_source(VGG16_HUB_REPO, VGG16_HUB_FILE, path)
 
 
+def _strict(
+    raw: dict[str, torch.Tensor], expected: dict[str, tuple[str, tuple[int, ...]]], what: str, hint: str
+) -> dict[str, torch.Tensor]:
+    """``raw`` renamed by ``expected`` (key -> (name, shape)) as float32; any extra, missing,
+    misshapen or non-float tensor is a CheckpointError naming the key."""
+    for key in raw:
+        if key not in expected:
+            raise CheckpointError(f"{what}: unexpected key {key!r} ({hint})")
+    out: dict[str, torch.Tensor] = {}
+    for key, (name, shape) in expected.items():
+        if key not in raw:
+            raise CheckpointError(f"{what}: missing key {key!r}")
+        t = raw[key]
+        if tuple(t.shape) != shape:
+            raise CheckpointError(f"{what}: {key!r} has shape {tuple(t.shape)}, expected {shape}")
+        if not t.is_floating_point():
+            raise CheckpointError(f"{what}: {key!r} has dtype {t.dtype}, expected float")
+        out[name] = t.to(torch.float32)
+    return out
+
+
 def _lin_state(path: Path) -> dict[str, torch.Tensor]:
     """The linear-layer tensors of a ``vgg.pth`` under this module's names, checked strictly."""
     raw, _ = read_state_dict(path, prefixes=None)
     expected = {
         f"lin{i}.model.1.weight": (f"lins.{i}.weight", (1, c, 1, 1)) for i, c in enumerate(LPIPS_CHANNELS)
     }
-    for key in raw:
-        if key not in expected:
-            raise CheckpointError(
-                f"LPIPS linear-layer file {path}: unexpected key {key!r} (expected lin0..lin4.model.1.weight)"
-            )
-    out: dict[str, torch.Tensor] = {}
-    for key, (name, shape) in expected.items():
-        if key not in raw:
-            raise CheckpointError(f"LPIPS linear-layer file {path}: missing key {key!r}")
-        t = raw[key]
-        if tuple(t.shape) != shape:
-            raise CheckpointError(
-                f"LPIPS linear-layer file {path}: {key!r} has shape {tuple(t.shape)}, expected {shape}"
-            )
-        if not t.is_floating_point():
-            raise CheckpointError(
-                f"LPIPS linear-layer file {path}: {key!r} has dtype {t.dtype}, expected float"
-            )
-        out[name] = t.to(torch.float32)
-    return out
+    return _strict(raw, expected, f"LPIPS linear-layer file {path}", "expected lin0..lin4.model.1.weight")
 
 
 def _vgg_state(path: Path, model: LPIPS) -> dict[str, torch.Tensor]:
     """The ``features.*`` tensors of a VGG16 weights file, checked strictly against ``model``."""
     raw, _ = read_state_dict(path, prefixes=("features.",))
-    wanted = {k: tuple(v.shape) for k, v in model.features.state_dict(prefix="features.").items()}
-    for key in raw:
-        if key not in wanted:
-            raise CheckpointError(
-                f"VGG16 weights {path}: unexpected key {key!r} (not in VGG16 features[0:30])"
-            )
-    out: dict[str, torch.Tensor] = {}
-    for key, shape in wanted.items():
-        if key not in raw:
-            raise CheckpointError(f"VGG16 weights {path}: missing key {key!r}")
-        t = raw[key]
-        if tuple(t.shape) != shape:
-            raise CheckpointError(
-                f"VGG16 weights {path}: {key!r} has shape {tuple(t.shape)}, expected {shape}"
-            )
-        if not t.is_floating_point():
-            raise CheckpointError(f"VGG16 weights {path}: {key!r} has dtype {t.dtype}, expected float")
-        out[key] = t.to(torch.float32)
-    return out
+    expected = {k: (k, tuple(v.shape)) for k, v in model.features.state_dict(prefix="features.").items()}
+    return _strict(raw, expected, f"VGG16 weights {path}", "not in VGG16 features[0:30]")
 
 
 def load_lpips(
