@@ -127,6 +127,34 @@ def test_groupnorm_variant_runs_and_streams():
     assert "encoder.down.0.block.0.norm1.weight" in model.state_dict()  # GroupNorm keys have no .norm level
 
 
+def test_groupnorm_with_fewer_groups_streams_exactly():
+    """norm_groups (not an official option) lets a ch=16 model use GroupNorm; per-frame statistics keep
+    causal streaming exact, in both directions."""
+    cfg = VidTokConfig(ch=8, ch_mult=(1, 2, 2, 2), norm_type="groupnorm", norm_groups=1)
+    assert cfg.norm_layer == "groupnorm:1" and VidTokConfig.from_dict(cfg.to_dict()) == cfg
+    model = randomized(cfg, seed=5)
+    assert model.encoder.norm_out.num_groups == 1
+    x = video(cfg, 13, seed=6)
+    with torch.no_grad():
+        z = model.encode(x).latent
+        ref = model.decode(z)
+        state, parts = None, []
+        for c in x.split(3, dim=2):
+            out, state = model.encode_chunk(c, state)
+            parts.append(out.latent)
+        state, frames = None, []
+        for s in range(z.shape[2]):
+            f, state = model.decode_chunk(z[:, :, s : s + 1], state, final=s == z.shape[2] - 1)
+            frames.append(f)
+    assert (torch.cat(parts, 2) - z).abs().max() <= 1e-5
+    assert (torch.cat(frames, 2) - ref).abs().max() <= 1e-5
+    assert "norm_groups" not in VidTokConfig().to_dict()  # official configs are unchanged
+    with pytest.raises(ArchConfigError, match="norm_groups"):
+        VidTokConfig(ch=8, norm_groups=4)  # needs groupnorm
+    with pytest.raises(ArchConfigError, match="multiple"):
+        VidTokConfig(ch=12, norm_type="groupnorm", norm_groups=8)
+
+
 def test_non_causal_rejects_streaming_and_short_clips():
     cfg = VidTokConfig(ch=8, causal=False)
     model = randomized(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from vidtok_cli.train.trainer import (
 )
 
 from .test_cli import run
+from .test_video import make_video
 
 TINY_CARD = """\
 name = "vidtok-tiny"
@@ -410,3 +412,32 @@ def test_cli_run_directory_is_usable_by_encode(videos, kl_card, tmp_path):
     assert step_records(out)[3]["lr"] > 0 and [
         r["step"] for r in records(out) if r.get("event") == "end"
     ] == [3]
+
+
+def test_resize_range_draws_the_short_side_per_clip():
+    from vidtok_cli.train.data import ClipSpec, parse_resize
+
+    assert parse_resize(None) is None and parse_resize("256") == (256, 256)
+    assert parse_resize("128-320") == (128, 320) == parse_resize("128:320")
+    for bad in ("x", "320-128", "4", "1-2-3"):
+        with pytest.raises(UsageError):
+            parse_resize(bad)
+    with pytest.raises(UsageError):
+        ClipSpec(9, None, 64, resize=(32, 128))  # the crop must fit
+    rng = random.Random(0)
+    spec = ClipSpec(9, None, 64, random_crop=True, resize=(128, 320))
+    sides = {spec.short_side(rng) for _ in range(200)}
+    assert min(sides) >= 128 and max(sides) <= 320 and len(sides) > 50
+    assert ClipSpec(9, None, 64, random_crop=False, resize=(128, 320)).short_side(rng) == 224
+    assert ClipSpec(9, None, 64).short_side(rng) == 64
+
+
+def test_resized_clips_are_crops_of_a_larger_frame(tmp_path):
+    from vidtok_cli.train.data import ClipSpec, read_clip
+
+    src = tmp_path / "v.mp4"
+    make_video(src, n=9, w=96, h=64)
+    full = read_clip(src, ClipSpec(9, None, 32, random_crop=False), random.Random(0))
+    zoomed = read_clip(src, ClipSpec(9, None, 32, random_crop=False, resize=(64, 64)), random.Random(0))
+    assert full.shape == zoomed.shape == (3, 9, 32, 32)
+    assert not torch.allclose(full, zoomed)  # a 32-pixel window of a 64-pixel frame, not the whole frame

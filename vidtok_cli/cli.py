@@ -201,14 +201,19 @@ def encode_cmd(
         None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
     ),
     clip_overlap: int = typer.Option(
-        0, "--clip-overlap", help="Non-causal models: frames shared by consecutive clips, cross-faded at decode."
+        0,
+        "--clip-overlap",
+        help="Non-causal models: frames shared by consecutive clips, cross-faded at decode.",
+    ),
+    psnr: bool = typer.Option(
+        False, "--psnr", help="Decode the written file and report its PSNR against the input frames."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
-    """Encode video(s) into .vtok files (latents or tokens).
+    """Encode video(s) into .vtok files (latents or tokens); the default model when --model is not given.
 
     Under torchrun each process (RANK of WORLD_SIZE) encodes its share of the inputs.
     """
@@ -238,7 +243,7 @@ def encode_cmd(
                 src, dst, m, chunk_frames=chunk_frames, fps=fps, size=size, crop=crop, start=start,
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
-                tile_overlap=tile_overlap, clip_overlap=clip_overlap,
+                tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank
@@ -352,6 +357,9 @@ def train_cmd(
     data_root: str | None = typer.Option(None, "--data-root", help="Folder the CSV paths are relative to."),
     name: str | None = typer.Option(None, "--name", help="Model card name of the result."),
     size: int = typer.Option(256, "--size", help="Clip side: short side resized, then a square crop."),
+    resize: str | None = typer.Option(
+        None, "--resize", help="Short side before cropping: N, or MIN-MAX drawn per clip (default --size)."
+    ),
     frames: int = typer.Option(17, "--frames", help="Frames per clip (1 + 4k for causal 4x models)."),
     fps: float = typer.Option(3.0, "--fps", help="Sampling frame rate of training clips (0: every frame)."),
     val_fps: float = typer.Option(
@@ -532,7 +540,9 @@ def bench_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     identity: bool = typer.Option(False, "--identity", hidden=True, help="Bench reconstruction = input."),
     baseline: bool = typer.Option(
-        False, "--baseline", help="Bench the trivial codec (every 4th frame, 8x bilinear down/up) instead of a model."
+        False,
+        "--baseline",
+        help="Bench the trivial codec (every 4th frame, 8x bilinear down/up) instead of a model.",
     ),
 ) -> None:
     """Measure reconstruction quality (PSNR, SSIM, LPIPS, FVD), speed, memory and rate, by the paper's protocol.

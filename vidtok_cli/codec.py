@@ -80,8 +80,12 @@ def encode_file(
     tile: int | None = None,
     tile_overlap: int | None = None,
     clip_overlap: int = 0,
+    psnr: bool = False,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
+
+    ``psnr``: also decode the written file and add ``psnr`` (dB, mean over frames, 8-bit RGB, against
+    the resized / cropped input frames) and ``psnr_min`` to the summary, like ffmpeg's ``-psnr``.
 
     ``model``: a loaded model, a zoo name, a weights path, or None for the default model.
     ``tile``/``tile_overlap``: encode overlapping spatial tiles of this many pixels (large frames).
@@ -193,6 +197,24 @@ def encode_file(
     size_bytes = dst.stat().st_size
     elapsed = time.perf_counter() - t0
     pixels = n * width * height
+    quality: dict[str, Any] = {}
+    if psnr:
+        try:
+            source = (
+                _prepare(f, size, crop)
+                for f in video.iter_frames(
+                    src, fps=fps, start=start, duration=duration, max_frames=max_frames
+                )
+            )
+            values = [
+                frame_psnr(a, b)
+                for block in _decoded_blocks(container.VtokReader(dst), m, 0, n, tile, tile_overlap)
+                for a, b in zip(block, source, strict=False)
+            ]
+        except BaseException:
+            dst.unlink(missing_ok=True)
+            raise
+        quality = {"psnr": float(np.mean(values)), "psnr_min": float(np.min(values))}
     return {
         "input": str(src),
         "output": str(dst),
@@ -209,6 +231,7 @@ def encode_file(
         "compression_ratio_vs_source": src.stat().st_size / size_bytes,
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
+        **quality,
     }
 
 
@@ -270,6 +293,52 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
     return m
 
 
+def _decoded_blocks(
+    reader: container.VtokReader,
+    m: Any,
+    start_frame: int,
+    end: int,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed."""
+    import torch
+
+    from .stream import LatentChunk, decode_chunks
+
+    h = reader.header
+    width, height = int(h["source"]["width"]), int(h["source"]["height"])
+    tokens = h["mode"] == "tokens"
+    it = reader.iter_token_chunks(start_frame) if tokens else reader.iter_latent_chunks(start_frame)
+
+    def chunks() -> Iterator[LatentChunk]:
+        for c in it:
+            data = torch.from_numpy(np.ascontiguousarray(c[1]))
+            yield LatentChunk(
+                latent=data if not tokens else torch.empty(0),
+                indices=data.long() if tokens else None,
+                first_latent=c.first_latent,
+                first_frame=c.first_frame,
+                end_frame=c.end_frame,
+                segment_start=c.segment_start,
+            )
+
+    for first, block in decode_chunks(m, chunks(), tile=tile, tile_overlap=tile_overlap):
+        lo, hi = max(start_frame, first), min(end, first + block.shape[0])
+        if hi <= lo:
+            if first >= end:
+                break
+            continue
+        yield block[lo - first : hi - first, :height, :width]
+
+
+def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 frames (capped at 100 dB for identical frames)."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    mse = float(np.mean(d * d))
+    return 100.0 if mse == 0 else min(100.0, 10.0 * np.log10(255.0**2 / mse))
+
+
 def decode_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -291,10 +360,6 @@ def decode_file(
 
     ``tile``/``tile_overlap``: decode overlapping spatial tiles of this many output pixels.
     """
-    import torch
-
-    from .stream import LatentChunk, decode_chunks
-
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if fmt not in ("mp4", "png"):
@@ -313,30 +378,10 @@ def decode_file(
         raise UsageError(f"--start-frame {start_frame} is outside the file's {total} frames")
     end = total if frames is None else min(total, start_frame + frames)
     fps = Fraction(*h["source"]["fps"])
-    tokens = h["mode"] == "tokens"
-    it = reader.iter_token_chunks(start_frame) if tokens else reader.iter_latent_chunks(start_frame)
-
-    def chunks() -> Iterator[LatentChunk]:
-        for c in it:
-            data = torch.from_numpy(np.ascontiguousarray(c[1]))
-            yield LatentChunk(
-                latent=data if not tokens else torch.empty(0),
-                indices=data.long() if tokens else None,
-                first_latent=c.first_latent,
-                first_frame=c.first_frame,
-                end_frame=c.end_frame,
-                segment_start=c.segment_start,
-            )
 
     def wanted() -> Iterator[np.ndarray]:
         done = 0
-        for first, block in decode_chunks(m, chunks(), tile=tile, tile_overlap=tile_overlap):
-            lo, hi = max(start_frame, first), min(end, first + block.shape[0])
-            if hi <= lo:
-                if first >= end:
-                    break
-                continue
-            out = block[lo - first : hi - first, :height, :width]
+        for out in _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap):
             done += out.shape[0]
             if progress is not None:
                 progress(done)

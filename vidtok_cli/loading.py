@@ -204,6 +204,13 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightsSource:
     if card.weights_path is not None:
         if not card.weights_path.is_file():
             raise ModelNotFoundError(f"weights of {card.name} are missing: {card.weights_path}")
+        if card.sha256 is not None:
+            got = hub.file_sha256(card.weights_path)
+            if got != card.sha256:
+                raise CheckpointError(
+                    f"weights of {card.name} ({card.weights_path}) are damaged: sha256 {got[:12]}... "
+                    f"differs from the card's {card.sha256[:12]}...; reinstall vidtok"
+                )
         return WeightsSource(card.weights_path, card, ref)
     if not (card.hub_repo and card.hub_file):
         raise ConfigError(f"model card {card.path} names no weights and no Hub file")

@@ -91,6 +91,8 @@ _TOP_KEYS = {
     "official_config",
     "default",
     "weights",
+    "sha256",
+    "training",
     "hub",
     "architecture",
     "metrics",
@@ -109,7 +111,8 @@ class ModelCard:
 
     ``hub_repo``/``hub_file``/``hub_revision`` are ``None`` for a card without a ``[hub]`` table (a model
     whose weights ship beside the card, named by ``weights``). ``sha256`` is the expected sha256 of the
-    weights file, ``None`` while unknown.
+    weights file (``[hub]`` or top-level for shipped weights), ``None`` while unknown. ``training``
+    records how a model trained by this project was made (command, data, steps).
     """
 
     name: str
@@ -134,6 +137,7 @@ class ModelCard:
     architecture: dict[str, Any] = field(hash=False, repr=False)
     default: bool = False
     weights: str | None = None
+    training: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     @functools.cached_property
     def config(self) -> VidTokConfig:
@@ -186,6 +190,7 @@ class ModelCard:
             "weights": str(self.weights_path) if self.weights_path is not None else None,
             "official_config": self.official_config,
             "metrics": dict(self.metrics),
+            "training": dict(self.training),
             "config": config,
             "path": str(self.path),
         }
@@ -284,6 +289,14 @@ def _parse_card(path: Path, data: dict[str, Any]) -> ModelCard:
                 raise hub.fail(f"'sha256' must be 64 hexadecimal digits or empty, got {sha256!r}")
     if hub_repo is None and weights is None:
         raise top.fail("the card names no weights: give a [hub] table (repo, file) or a 'weights' file")
+    top_sha = top.text("sha256", required=False, empty_is_none=True)
+    if top_sha is not None:
+        if hub_table is not None:
+            raise top.fail("give 'sha256' in [hub] or at the top level (shipped weights), not both")
+        sha256 = top_sha.lower()
+        if not _SHA256_RE.match(sha256):
+            raise top.fail(f"'sha256' must be 64 hexadecimal digits or empty, got {sha256!r}")
+    training = dict(top.get("training", dict, required=False, default={}))
 
     metrics_table = top.get("metrics", dict, required=False, default={})
     metrics: dict[str, float | str] = {}
@@ -332,6 +345,7 @@ def _parse_card(path: Path, data: dict[str, Any]) -> ModelCard:
         architecture=architecture,
         default=default,
         weights=weights,
+        training=training,
     )
 
 

@@ -45,6 +45,7 @@ class VidTokConfig:
     spatial_us: tuple[int, ...] | None = None
     tempo_us: tuple[int, ...] | None = None
     norm_type: str = "layernorm"
+    norm_groups: int | None = None
     init_pad_mode: str = "replicate"
     interpolation_mode: str = "nearest"
     dropout: float = 0.0
@@ -139,10 +140,15 @@ class VidTokConfig:
             bad("num_res_blocks must be >= 1")
         if self.z_channels <= 0:
             bad("z_channels must be positive")
+        if self.norm_groups is not None and (self.norm_type != "groupnorm" or self.norm_groups < 1):
+            bad("norm_groups (a positive number of groups) needs norm_type 'groupnorm'")
         if self.norm_type == "groupnorm":
+            groups = self.norm_groups or 32
             widths = {self.ch * m for m in self.ch_mult} | {self.ch}
-            if any(w % 32 for w in widths):
-                bad(f"groupnorm uses 32 groups; every width must be a multiple of 32, got {sorted(widths)}")
+            if any(w % groups for w in widths):
+                bad(
+                    f"groupnorm uses {groups} groups; every width must be a multiple of it, got {sorted(widths)}"
+                )
         levels = range(self.num_levels)
         for name in ("enc_spatial_ds", "enc_tempo_ds", "dec_spatial_us", "dec_tempo_us"):
             if any(i not in levels for i in getattr(self, name)):
@@ -168,6 +174,19 @@ class VidTokConfig:
             bad("fsq_levels given for a KL model")
 
     # ----------------------------------------------------------- conversions
+    @property
+    def norm_layer(self) -> str:
+        """The norm layer the blocks build: ``layernorm``, ``groupnorm`` (32 groups) or ``groupnorm:G``.
+
+        ``norm_groups`` is not an official option: it lets small models (``ch`` < 32) use GroupNorm,
+        whose per-frame statistics keep each pixel's intensity, unlike LayerNorm over few channels.
+        Causal temporal blocks normalise one position at a time, so keep several channels per group
+        (1 group is what the default model uses); 2-channel groups map every pair to +-1.
+        """
+        if self.norm_type == "groupnorm" and self.norm_groups is not None:
+            return f"groupnorm:{self.norm_groups}"
+        return self.norm_type
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-serialisable dict (tuples as lists, None entries dropped)."""
         out: dict[str, Any] = {}

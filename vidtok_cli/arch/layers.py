@@ -103,9 +103,12 @@ class LayerNorm(nn.Module):
 
 
 def make_norm(norm_type: str, channels: int) -> nn.Module:
+    """``layernorm``, ``groupnorm`` (32 groups, official) or ``groupnorm:G`` (G groups; see
+    ``VidTokConfig.norm_layer``)."""
     if norm_type == "layernorm":
         return LayerNorm(channels)
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+    groups = int(norm_type.partition(":")[2] or 32)
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 def apply_norm(norm: nn.Module, x: Tensor, scope: str) -> Tensor:

@@ -59,9 +59,9 @@ class _Level(nn.Module):
 class _Mid(nn.Module):
     def __init__(self, channels: int, cfg: VidTokConfig, replicate: bool):
         super().__init__()
-        self.block_1 = ResnetBlock3D(channels, cfg.norm_type, cfg.causal, replicate, cfg.dropout)
-        self.attn_1 = FrameAttention(channels, cfg.norm_type, cfg.causal)
-        self.block_2 = ResnetBlock3D(channels, cfg.norm_type, cfg.causal, replicate, cfg.dropout)
+        self.block_1 = ResnetBlock3D(channels, cfg.norm_layer, cfg.causal, replicate, cfg.dropout)
+        self.attn_1 = FrameAttention(channels, cfg.norm_layer, cfg.causal)
+        self.block_2 = ResnetBlock3D(channels, cfg.norm_layer, cfg.causal, replicate, cfg.dropout)
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         return self.block_2(self.attn_1(self.block_1(x, state)), state)
@@ -88,11 +88,11 @@ class Encoder(nn.Module):
         for i in range(cfg.num_levels):
             block_in, block_out = ch * in_mult[i], ch * mult[i]
             spatial = [
-                ResnetBlock2D(block_in if j == 0 else block_out, block_out, cfg.norm_type, cfg.dropout)
+                ResnetBlock2D(block_in if j == 0 else block_out, block_out, cfg.norm_layer, cfg.dropout)
                 for j in range(cfg.num_res_blocks)
             ]
             temporal = [
-                TemporalResBlock(block_out, cfg.norm_type, cfg.causal, replicate, cfg.dropout)
+                TemporalResBlock(block_out, cfg.norm_layer, cfg.causal, replicate, cfg.dropout)
                 for _ in range(cfg.num_res_blocks)
             ]
             level, level_t = _Level(spatial), _Level(temporal)
@@ -104,7 +104,7 @@ class Encoder(nn.Module):
             self.down_temporal.append(level_t)
         width = ch * mult[-1]
         self.mid = _Mid(width, cfg, replicate)
-        self.norm_out = make_norm(cfg.norm_type, width)
+        self.norm_out = make_norm(cfg.norm_layer, width)
         out = 2 * cfg.z_channels if cfg.double_z else cfg.z_channels
         self.conv_out = _conv3(cfg, width, out, replicate)
         self.norm_scope = "frame" if cfg.causal else "clip"
@@ -153,12 +153,12 @@ class Decoder(nn.Module):
         for i in reversed(range(cfg.num_levels)):
             block_out = ch * mult[i]
             spatial = [
-                ResnetBlock2D(block_in if j == 0 else block_out, block_out, cfg.norm_type, cfg.dropout)
+                ResnetBlock2D(block_in if j == 0 else block_out, block_out, cfg.norm_layer, cfg.dropout)
                 for j in range(cfg.num_res_blocks + 1)
             ]
             block_in = block_out
             temporal = [
-                TemporalResBlock(block_out, cfg.norm_type, cfg.causal, replicate, cfg.dropout)
+                TemporalResBlock(block_out, cfg.norm_layer, cfg.causal, replicate, cfg.dropout)
                 for _ in range(cfg.num_res_blocks + 1)
             ]
             level, level_t = _Level(spatial), _Level(temporal)
@@ -170,7 +170,7 @@ class Decoder(nn.Module):
             up[i], up_t[i] = level, level_t
         self.up = nn.ModuleList(up)
         self.up_temporal = nn.ModuleList(up_t)
-        self.norm_out = make_norm(cfg.norm_type, block_in)
+        self.norm_out = make_norm(cfg.norm_layer, block_in)
         self.conv_out = _conv3(cfg, block_in, cfg.out_ch, replicate)
         self.norm_scope = "frame" if cfg.causal else "clip"
 

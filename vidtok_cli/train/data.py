@@ -101,14 +101,17 @@ class ClipSpec:
     """How a clip is cut from a video.
 
     ``frames``: clip length; ``fps``: sampling rate (None: the source's frames); ``size``: output side
-    (short side resized to it, then a square crop); ``random_crop``: random crop position and random
-    start time (training) instead of centre crop from the start (validation).
+    (a square crop); ``resize``: the short side before cropping, as ``(low, high)`` drawn uniformly per
+    clip for random crops (the midpoint for centre crops); None resizes the short side to ``size``, so
+    the crop covers the whole short side; ``random_crop``: random crop position and random start time
+    (training) instead of centre crop from the start (validation).
     """
 
     frames: int
     fps: float | None
     size: int
     random_crop: bool = True
+    resize: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -117,6 +120,35 @@ class ClipSpec:
             raise UsageError(f"size must be >= 8, got {self.size}")
         if self.fps is not None and self.fps <= 0:
             raise UsageError(f"fps must be positive, got {self.fps}")
+        if self.resize is not None:
+            low, high = self.resize
+            if not self.size <= low <= high:
+                raise UsageError(f"resize range {low}-{high} must satisfy size ({self.size}) <= low <= high")
+
+    def short_side(self, rng: random.Random) -> int:
+        """The short side a clip is resized to before cropping (draws from ``rng`` for random ranges)."""
+        if self.resize is None:
+            return self.size
+        low, high = self.resize
+        if self.random_crop:
+            return rng.randint(low, high)
+        return (low + high) // 2
+
+
+def parse_resize(text: str | None) -> tuple[int, int] | None:
+    """``"256"`` -> ``(256, 256)``, ``"144-320"`` -> ``(144, 320)``; None or empty -> None."""
+    if not text:
+        return None
+    parts = str(text).replace(":", "-").split("-")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--resize must be N or MIN-MAX pixels, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or values[0] > values[1] or values[0] < 8:
+        raise UsageError(f"--resize must be N or MIN-MAX pixels with 8 <= MIN <= MAX, got {text!r}")
+    return values[0], values[1]
 
 
 def sample_seed(seed: int, *parts: int) -> int:
@@ -150,13 +182,14 @@ def read_clip(
         slack = info.duration - _span_seconds(spec, info.fps) - 1.0 / float(info.fps)
         if slack > 0:
             start = rng.uniform(0.0, slack)
+    short = spec.short_side(rng)
     fps = Fraction(spec.fps).limit_denominator(1_000_000) if spec.fps else None
     frames: list[torch.Tensor] = []
     crop: tuple[int, int] | None = None
     it = video.iter_frames(path, fps=fps, start=start, max_frames=spec.frames)
     for frame in it:
         x = torch.from_numpy(frame).permute(2, 0, 1).to(torch.float32)  # (3, H, W) 0..255
-        x = video.resize_short_side(x, spec.size)
+        x = video.resize_short_side(x, short)
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if crop is None:
             if spec.random_crop:

@@ -109,6 +109,7 @@ class TrainConfig:
     name: str | None = None
     # clips
     size: int = 256
+    resize: str | None = None
     frames: int = 17
     fps: float | None = 3.0
     val_fps: float | None = 8.0
@@ -197,6 +198,7 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
         if self.freeze_encoder and self.freeze_decoder:
             raise UsageError("--freeze-encoder and --freeze-decoder together leave nothing to train")
+        datamod.parse_resize(self.resize)
         if self.crop not in ("random", "center"):
             raise UsageError("--crop must be 'random' or 'center'")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -609,7 +611,13 @@ class Trainer:
 
         # ---------------------------------------------------------------- data
         fps = cfg.fps if cfg.fps else None
-        spec = datamod.ClipSpec(cfg.frames, fps, cfg.size, random_crop=cfg.crop == "random")
+        spec = datamod.ClipSpec(
+            cfg.frames,
+            fps,
+            cfg.size,
+            random_crop=cfg.crop == "random",
+            resize=datamod.parse_resize(cfg.resize),
+        )
         self.dataset = datamod.VideoClipDataset(files, spec)
         self.sampler = datamod.ClipSampler(len(files), cfg.seed, self.dist.rank, self.dist.world)
         self._val_cache: list[Tensor] | None = None
@@ -955,7 +963,11 @@ class Trainer:
             return self._val_cache
         cfg = self.cfg
         spec = datamod.ClipSpec(
-            cfg.val_frames or cfg.frames, cfg.val_fps or None, cfg.val_size or cfg.size, random_crop=False
+            cfg.val_frames or cfg.frames,
+            cfg.val_fps or None,
+            cfg.val_size or cfg.size,
+            random_crop=False,
+            resize=datamod.parse_resize(cfg.resize) if not cfg.val_size else None,
         )
         clips = []
         for index, seed in datamod.validation_keys(
