@@ -564,10 +564,11 @@ def test_fvd_accumulator(fake_i3d) -> None:
     result = acc.compute()
     fr, ff = i3d_features(fake_i3d, real), i3d_features(fake_i3d, fake)
     expected = frechet_distance(*feature_stats(fr), *feature_stats(ff))
-    assert result.value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    # float32 features in batches of 4 vs all 6 at once: the convolutions may round differently
+    assert result.value == pytest.approx(expected, rel=1e-6)
     assert result.n == 6 and result.small_sample and "6 clips" in (result.warning or "")
     real_feats, fake_feats = acc.features()
-    assert np.allclose(real_feats, fr.numpy()) and np.allclose(fake_feats, ff.numpy())
+    assert np.allclose(real_feats, fr.numpy(), atol=1e-5) and np.allclose(fake_feats, ff.numpy(), atol=1e-5)
     assert result.as_dict()["n_real"] == 6
 
     same = FVDAccumulator()
