@@ -246,7 +246,7 @@ def test_encode_psnr_reports_the_quality_of_the_written_file(tiny_weights, skvid
                "--size", "64", "--psnr", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["psnr_min"] <= summary["psnr"] < 100
+    assert summary["psnr_min"] <= summary["psnr"] < 80
     assert run("decode", str(vt), "-o", str(tmp_path / "png"), "--format", "png", "-q").returncode == 0
     import av
 

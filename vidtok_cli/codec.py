@@ -333,10 +333,13 @@ def _decoded_blocks(
 
 
 def frame_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 frames (capped at 100 dB for identical frames)."""
-    d = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(d * d))
-    return 100.0 if mse == 0 else min(100.0, 10.0 * np.log10(255.0**2 / mse))
+    """PSNR in dB of two uint8 (H, W, 3) frames, as ``metrics.psnr`` scores them (80 dB when identical)."""
+    import torch
+
+    from .metrics.psnr import psnr
+
+    x, y = (torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).double() / 255.0 for f in (a, b))
+    return float(psnr(x, y))
 
 
 def decode_file(
