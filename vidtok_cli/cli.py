@@ -350,7 +350,7 @@ def train_cmd(
     init: str | None = typer.Option(
         None,
         "--init",
-        help="Start from a run directory (weights, discriminator, log-variance), e.g. stage 2.",
+        help="Start from a run directory (weights, discriminator, log-variance), e.g. stage 2; or 'trivial' (with --config): weights that compute the trivial codec, a warm start for small models.",
     ),
     resume: str | None = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
     val: str | None = typer.Option(None, "--val", help="Validation videos (folder or CSV): PSNR/SSIM."),

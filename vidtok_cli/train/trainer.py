@@ -69,6 +69,9 @@ from ..arch.vidtok import VidTokModel, build_model
 from ..errors import CheckpointError, ConfigError, UsageError, VidtokError, WeightsUnavailableError
 from . import data as datamod
 from .losses import LossConfig, VidTokLoss
+from .trivial_init import trivial_init_
+
+TRIVIAL_INIT = "trivial"  # --init keyword: start from weights that compute the trivial codec
 
 __all__ = [
     "EMA",
@@ -540,7 +543,19 @@ class Trainer:
         else:
             explicit = self._arch_from_config(cfg.config) if cfg.config else None
             ref = cfg.init or cfg.model
-            if ref is not None:
+            if cfg.init == TRIVIAL_INIT and not Path(cfg.init).exists():
+                if explicit is None:
+                    raise UsageError("--init trivial needs --config (the architecture to initialise)")
+                arch = explicit
+                torch.manual_seed(cfg.seed)
+                model = build_model(arch)
+                try:
+                    trivial_init_(model, logvar=cfg.posterior_logvar_init or -10.0)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+                self.base_name = "the trivial codec"
+                from_scratch = False
+            elif ref is not None:
                 model, arch, init_state = self._init_from(ref, explicit)
                 from_scratch = False
             else:
