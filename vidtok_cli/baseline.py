@@ -32,7 +32,12 @@ class TrivialConfig:
     version: str = "v1.0"
 
     def to_dict(self) -> dict[str, object]:
-        return {"family": "baseline-trivial", "causal": True, "time_downsample_factor": 4, "spatial_factor": 8}
+        return {
+            "family": "baseline-trivial",
+            "causal": True,
+            "time_downsample_factor": 4,
+            "spatial_factor": 8,
+        }
 
 
 class TrivialCodec(nn.Module):
@@ -65,7 +70,9 @@ class TrivialCodec(nn.Module):
         w = (torch.arange(1, n + 1, dtype=a.dtype, device=a.device) / n).view(1, 1, n, 1, 1)
         return a * (1 - w) + b * w
 
-    def encode(self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> EncodeOutput:
+    def encode(
+        self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> EncodeOutput:
         """Keeps frames 0, 4, 8, ... at 1/8 size; (B, 3, T, H, W) -> (B, 3, 1 + (T-1)//4, H/8, W/8)."""
         z = self._down(x[:, :, :: self.cfg.time_downsample_factor])
         return EncodeOutput(z, None, torch.cat([z, torch.zeros_like(z)], dim=1))
@@ -110,7 +117,9 @@ class TrivialCodec(nn.Module):
             return up.new_zeros(b, c, 0, h, w), state
         return torch.cat(parts, dim=2), state
 
-    def regularize(self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> EncodeOutput:
+    def regularize(
+        self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> EncodeOutput:
         z = moments[:, : self.cfg.z_channels]
         return EncodeOutput(z, None, moments)
 
