@@ -20,8 +20,9 @@ learning the residual detail begins. After this initialisation:
 
 The normalisation + SiLU before each ``conv_out`` is made (almost exactly) linear: the signal travels
 as a +x / -x pair of channels, so ``silu(a) - silu(-a) = a`` recovers it after SiLU, and a +K / -K
-pair of constant channels fixes the per-frame GroupNorm statistics (zero mean, a standard deviation
-that the signal changes by about ``3 / K^2`` relatively).
+pair of constant channels, added by the last residual block before each norm, fixes the per-frame
+GroupNorm statistics (zero mean, a standard deviation that the signal changes by about ``3 / K^2``
+relatively).
 
 Only causal v1.0 models with a 1-group GroupNorm (``norm_type = "groupnorm"``, ``norm_groups = 1``)
 and at least 8 channels at every level are supported; anything else raises ValueError.
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from ..arch.layers import (
+    CausalConv1d,
     CausalConv3d,
     Downsample,
     FrameAttention,
@@ -77,7 +79,7 @@ def _zero(module: nn.Module) -> None:
 
 
 def _inner(conv: nn.Module) -> nn.Module:
-    return conv.conv if isinstance(conv, CausalConv3d) else conv
+    return conv.conv if isinstance(conv, (CausalConv3d, CausalConv1d)) else conv
 
 
 def _set_pointwise(conv: nn.Module, pairs: dict[int, tuple[int, float]], bias: dict[int, float]) -> None:
@@ -122,12 +124,13 @@ def trivial_init_(model: VidTokModel, k: float = 30.0, logvar: float = -10.0) ->
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    # encoder: x -> (+x, -x, +K, -K)
+    # encoder: x -> (+x, -x); the constants join just before norm_out (see _add_constants)
     _set_pointwise(
         enc.conv_in,
         {**{c: (c, 1.0) for c in RGB}, **{n: (c, -1.0) for c, n in zip(RGB, NEG, strict=True)}},
-        {CONST[0]: k, CONST[1]: -k},
+        {},
     )
+    _add_constants(enc.mid.block_2, k)
     for level, level_t in zip(enc.down, enc.down_temporal, strict=True):
         if hasattr(level, "downsample"):
             _box_downsample(level.downsample)
@@ -142,12 +145,13 @@ def trivial_init_(model: VidTokModel, k: float = 30.0, logvar: float = -10.0) ->
     for c, n in zip(RGB, NEG, strict=True):
         w[c, n, -1, 1, 1] = -sigma
 
-    # decoder: z -> (+z, -z, +K, -K)
+    # decoder: z -> (+z, -z); constants from the last block before norm_out
     _set_pointwise(
         dec.conv_in,
         {**{c: (c, 1.0) for c in RGB}, **{n: (c, -1.0) for c, n in zip(RGB, NEG, strict=True)}},
-        {CONST[0]: k, CONST[1]: -k},
+        {},
     )
+    _add_constants(dec.up_temporal[0].block[-1], k)
     ups = [dec.up[i].upsample for i in reversed(range(len(dec.up))) if hasattr(dec.up[i], "upsample")]
     for j, up in enumerate(ups):  # coarse to fine
         _upsample(up, bilinear=j == len(ups) // 2)
@@ -160,6 +164,18 @@ def trivial_init_(model: VidTokModel, k: float = 30.0, logvar: float = -10.0) ->
     for c, n in zip(RGB, NEG, strict=True):
         w[c, n, -1, 1, 1] = -sigma
     return model
+
+
+def _add_constants(block: nn.Module, k: float) -> None:
+    """Makes a residual block (its conv2 zero) add +K / -K to the constant channels.
+
+    The constants enter through a bias at the end of the stack rather than at ``conv_in``: a weight
+    that reads a channel of size K moves the output K times faster than a bias, so constants carried
+    through the resampling layers made the first training steps drift in colour and gain.
+    """
+    bias = _inner(block.conv2).bias
+    bias[CONST[0]] = k
+    bias[CONST[1]] = -k
 
 
 def _nominal_std(k: float, channels: int) -> float:
@@ -190,9 +206,6 @@ def _upsample(up: Upsample, bilinear: bool) -> None:
     taps = torch.tensor([0.25, 0.5, 0.25] if bilinear else [0.0, 1.0, 0.0], dtype=w.dtype)
     for c in range(w.shape[0]):
         w[c, c] = taps[:, None] * taps[None, :]
-    for c in CONST:  # constants stay exact at the border (zero padding would lower them there)
-        w[c, c] = 0.0
-        w[c, c, 1, 1] = 1.0
     up.conv.bias.zero_()
 
 
