@@ -82,87 +82,79 @@ def _inner(conv: nn.Module) -> nn.Module:
     return conv.conv if isinstance(conv, (CausalConv3d, CausalConv1d)) else conv
 
 
-def _set_pointwise(conv: nn.Module, pairs: dict[int, tuple[int, float]], bias: dict[int, float]) -> None:
+def _set_pointwise(conv: nn.Module, taps: list[tuple[int, int, float]], bias: dict[int, float]) -> None:
     """Sets a conv to a per-position linear map at its last temporal tap and spatial centre.
 
-    ``pairs[out] = (in, weight)``; ``bias[out] = value``; every other weight is zero.
+    ``taps``: (output channel, input channel, weight); ``bias[out] = value``; all else zero.
     """
     inner = _inner(conv)
     w = inner.weight  # (out, in, kt, kh, kw) or (out, in, kh, kw)
-    with torch.no_grad():
-        w.zero_()
-        for out, (src, value) in pairs.items():
-            if w.ndim == 5:  # (out, in, kt, kh, kw): last temporal tap, spatial centre
-                idx: tuple[int, ...] = (out, src, w.shape[2] - 1, w.shape[3] // 2, w.shape[4] // 2)
-            else:  # 2-D conv (out, in, kh, kw)
-                idx = (out, src, w.shape[2] // 2, w.shape[3] // 2)
-            w[idx] = value
-        if inner.bias is not None:
-            inner.bias.zero_()
-            for out, value in bias.items():
-                inner.bias[out] = value
+    centre = (
+        (w.shape[2] - 1, w.shape[3] // 2, w.shape[4] // 2)
+        if w.ndim == 5
+        else (w.shape[2] // 2, w.shape[3] // 2)
+    )
+    w.zero_()
+    for out, src, value in taps:
+        w[(out, src, *centre)] = value
+    if inner.bias is not None:
+        inner.bias.zero_()
+        for out, value in bias.items():
+            inner.bias[out] = value
 
 
-def _identity_pairs(channels: int) -> dict[int, tuple[int, float]]:
-    return {c: (c, 1.0) for c in channels}
+def _split(conv: nn.Module) -> None:
+    """RGB -> (+RGB, -RGB) on the signal channels."""
+    _set_pointwise(
+        conv, [(c, c, 1.0) for c in RGB] + [(n, c, -1.0) for c, n in zip(RGB, NEG, strict=True)], {}
+    )
+
+
+def _merge(conv: nn.Module, norm: nn.GroupNorm, k: float, bias: dict[int, float]) -> None:
+    """After ``norm`` and SiLU: RGB = sigma * (silu(+x / sigma) - silu(-x / sigma)), with sigma the norm's
+    per-frame standard deviation, fixed by the +K / -K channels."""
+    sigma = math.sqrt(2 * k * k / norm.num_channels)
+    taps = [(c, c, sigma) for c in RGB] + [(c, n, -sigma) for c, n in zip(RGB, NEG, strict=True)]
+    _set_pointwise(conv, taps, bias)
 
 
 @torch.no_grad()
 def trivial_init_(model: VidTokModel, k: float = 30.0, logvar: float = -10.0) -> VidTokModel:
     """Sets ``model``'s weights so that it approximates the trivial codec (see the module doc)."""
     check_supported(model)
-    carried = RGB + NEG + CONST
     enc, dec = model.encoder, model.decoder
     for m in model.modules():
         if isinstance(m, (ResnetBlock2D, ResnetBlock3D, TemporalResBlock)):
             _zero(_inner(m.conv2))
             if isinstance(m, ResnetBlock2D) and hasattr(m, "nin_shortcut"):
-                _set_pointwise(m.nin_shortcut, _identity_pairs(carried), {})
+                _set_pointwise(m.nin_shortcut, [(c, c, 1.0) for c in RGB + NEG + CONST], {})
         elif isinstance(m, FrameAttention):
             _zero(_inner(m.proj_out))
         elif isinstance(m, nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    # encoder: x -> (+x, -x); the constants join just before norm_out (see _add_constants)
-    _set_pointwise(
-        enc.conv_in,
-        {**{c: (c, 1.0) for c in RGB}, **{n: (c, -1.0) for c, n in zip(RGB, NEG, strict=True)}},
-        {},
-    )
-    _add_constants(enc.mid.block_2, k)
+    # encoder: split, 8x8 box + every 4th frame, constants, norm, SiLU, merge (+ the log-variance)
+    _split(enc.conv_in)
     for level, level_t in zip(enc.down, enc.down_temporal, strict=True):
         if hasattr(level, "downsample"):
             _box_downsample(level.downsample)
             if hasattr(level_t, "downsample"):
                 _keep_last_frame(level_t.downsample)
-    # norm_out (1 group, per frame): mean 0, std ~ sigma; silu(a) - silu(-a) = a
-    sigma = _nominal_std(k, enc.norm_out.num_channels)
+    _add_constants(enc.mid.block_2, k)
     zc = model.cfg.z_channels
-    pairs = {c: (c, sigma) for c in RGB}
-    _set_pointwise(enc.conv_out, pairs, {zc + c: logvar for c in range(zc)})
-    w = _inner(enc.conv_out).weight
-    for c, n in zip(RGB, NEG, strict=True):
-        w[c, n, -1, 1, 1] = -sigma
+    _merge(enc.conv_out, enc.norm_out, k, {zc + c: logvar for c in range(zc)})
 
-    # decoder: z -> (+z, -z); constants from the last block before norm_out
-    _set_pointwise(
-        dec.conv_in,
-        {**{c: (c, 1.0) for c in RGB}, **{n: (c, -1.0) for c, n in zip(RGB, NEG, strict=True)}},
-        {},
-    )
-    _add_constants(dec.up_temporal[0].block[-1], k)
+    # decoder: split, nearest / bilinear 2x stages, linear in time, constants, norm, SiLU, merge
+    _split(dec.conv_in)
     ups = [dec.up[i].upsample for i in reversed(range(len(dec.up))) if hasattr(dec.up[i], "upsample")]
     for j, up in enumerate(ups):  # coarse to fine
         _upsample(up, bilinear=j == len(ups) // 2)
     for level_t in dec.up_temporal:
         if hasattr(level_t, "upsample"):
             _linear_time_upsample(level_t.upsample)
-    sigma = _nominal_std(k, dec.norm_out.num_channels)
-    _set_pointwise(dec.conv_out, {c: (c, sigma) for c in RGB}, {})
-    w = _inner(dec.conv_out).weight
-    for c, n in zip(RGB, NEG, strict=True):
-        w[c, n, -1, 1, 1] = -sigma
+    _add_constants(dec.up_temporal[0].block[-1], k)
+    _merge(dec.conv_out, dec.norm_out, k, {})
     return model
 
 
@@ -176,11 +168,6 @@ def _add_constants(block: nn.Module, k: float) -> None:
     bias = _inner(block.conv2).bias
     bias[CONST[0]] = k
     bias[CONST[1]] = -k
-
-
-def _nominal_std(k: float, channels: int) -> float:
-    """The per-frame standard deviation of ``channels`` channels of which two are +K and -K."""
-    return math.sqrt(2 * k * k / channels)
 
 
 def _box_downsample(down: Downsample) -> None:
