@@ -59,10 +59,11 @@ def test_models_table_and_json():
     proc = run("models")
     assert proc.returncode == 0
     assert "vidtok-kl-causal-488-4chn" in proc.stdout and "29.64" in proc.stdout
-    assert "(23 models)" in proc.stdout
+    assert "(24 models)" in proc.stdout
+    assert proc.stdout.index("vidtok-default-kl") < proc.stdout.index("vidtok-kl-causal-488-4chn")
     proc = run("models", "--json")
     cards = json.loads(proc.stdout)
-    official = [c for c in cards if c["family"] == "vidtok"]
+    official = [c for c in cards if c["family"] == "vidtok" and c.get("official_name")]
     assert len(official) == 23
     kl = next(c for c in cards if c["name"] == "vidtok-kl-causal-488-4chn")
     assert kl["hub"] == {"repo": "microsoft/VidTok", "file": "checkpoints/vidtok_kl_causal_488_4chn.ckpt",
