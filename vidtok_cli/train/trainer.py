@@ -542,28 +542,25 @@ class Trainer:
             from_scratch = bool(resume_state.get("from_scratch", False))
         else:
             explicit = self._arch_from_config(cfg.config) if cfg.config else None
-            ref = cfg.init or cfg.model
-            if cfg.init == TRIVIAL_INIT and not Path(cfg.init).exists():
-                if explicit is None:
+            trivial = cfg.init == TRIVIAL_INIT and not Path(cfg.init).exists()
+            ref = None if trivial else cfg.init or cfg.model
+            if ref is not None:
+                model, arch, init_state = self._init_from(ref, explicit)
+                from_scratch = False
+            else:
+                if explicit is None:  # only --init trivial gets here without --config
                     raise UsageError("--init trivial needs --config (the architecture to initialise)")
                 arch = explicit
                 torch.manual_seed(cfg.seed)
                 model = build_model(arch)
-                try:
-                    trivial_init_(model, logvar=cfg.posterior_logvar_init or -10.0)
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
-                self.base_name = "the trivial codec"
-                from_scratch = False
-            elif ref is not None:
-                model, arch, init_state = self._init_from(ref, explicit)
-                from_scratch = False
-            else:
-                assert explicit is not None
-                arch = explicit
-                torch.manual_seed(cfg.seed)
-                model = build_model(arch)
-                from_scratch = True
+                from_scratch = not trivial
+                if trivial:
+                    logvar = -10.0 if cfg.posterior_logvar_init is None else cfg.posterior_logvar_init
+                    try:
+                        trivial_init_(model, logvar=logvar)
+                    except ValueError as e:
+                        raise ConfigError(str(e)) from None
+                    self.base_name = "the trivial codec"
         self.from_scratch = from_scratch
         self.arch: VidTokConfig = arch
         self.cfg = cfg = cfg.resolved(from_scratch, arch.regularizer)
