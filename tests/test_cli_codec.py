@@ -150,11 +150,11 @@ def small_vtok(tiny_weights, tmp_path_factory):
 def _damaged(small_vtok, tmp_path, how):
     data = bytearray(small_vtok.read_bytes())
     if how == "flip":  # inside the third record (frames 5-8)
-        from vidtok_cli.container import VtokReader
+        from vidtok_cli.vtok import VtokReader
 
         data[VtokReader(small_vtok).index[2].offset + 20] ^= 0x10
     elif how == "truncate":  # cut inside the last record
-        from vidtok_cli.container import VtokReader
+        from vidtok_cli.vtok import VtokReader
 
         data = data[: VtokReader(small_vtok).index[2].offset + 10]
     elif how == "magic":

@@ -1,4 +1,4 @@
-"""The .vtok container (vidtok_cli.container): payload codings, atomic writing, and damaged files."""
+"""The .vtok container (vidtok_cli.vtok): payload codings, atomic writing, and damaged files."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vidtok_cli import container as vc
-from vidtok_cli.container import (
+from vidtok_cli import vtok as vc
+from vidtok_cli.errors import VidtokError
+from vidtok_cli.vtok import (
     ContainerError,
     VtokReader,
     VtokWriter,
@@ -27,7 +28,7 @@ from vidtok_cli.container import (
     token_coding_report,
     unpack_indices,
 )
-from vidtok_cli.errors import VidtokError
+from vidtok_cli.vtok.rans import rans_decode, rans_encode
 
 LEVELS6 = [8, 8, 8, 8, 8, 8]
 SHA = "ab" * 32
@@ -190,7 +191,7 @@ def latent_file(tmp_path_factory) -> tuple[Path, list]:
 
 
 def test_importing_container_does_not_import_torch():
-    code = "import sys, vidtok_cli.container; print('torch' in sys.modules)"
+    code = "import sys, vidtok_cli.vtok; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -410,9 +411,9 @@ def test_rans_is_lossless(levels, shape, kind):
             idx[t] = np.where(rng.random(shape[1:]) < 0.6, idx[t - 1], idx[t])
     else:
         idx = gauss_tokens(rng, shape, levels, sigma=0.8)
-    coded = vc._rans_encode(idx, levels)
+    coded = rans_encode(idx, levels)
     assert coded is not None and len(coded) < len(pack_indices(idx, vc.bits_for_levels(levels)))
-    assert np.array_equal(vc._rans_decode(coded, levels, shape), idx)
+    assert np.array_equal(rans_decode(coded, levels, shape), idx)
 
 
 @settings(max_examples=80, deadline=None)
@@ -428,10 +429,10 @@ def test_rans_lossless_hypothesis(levels, shape, sigma, repeat, seed):
     idx = gauss_tokens(rng, shape, levels, sigma)
     for t in range(1, shape[0]):
         idx[t] = np.where(rng.random(shape[1:]) < repeat, idx[t - 1], idx[t])
-    coded = vc._rans_encode(idx, levels)
+    coded = rans_encode(idx, levels)
     if coded is not None:
         assert len(coded) < len(pack_indices(idx, vc.bits_for_levels(levels)))
-        assert np.array_equal(vc._rans_decode(coded, levels, shape), idx)
+        assert np.array_equal(rans_decode(coded, levels, shape), idx)
 
 
 def test_writer_keeps_entropy_coding_only_when_smaller(tmp_path):

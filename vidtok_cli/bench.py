@@ -620,9 +620,9 @@ class _Rate:
         return self.s.mode is not None
 
     def open(self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int) -> Any:
-        from . import container
+        from . import vtok
 
-        header = container.make_header(
+        header = vtok.make_header(
             model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, mode=self.s.mode,
             latent_channels=self.s.model.cfg.z_channels, latent_height=lat_h, latent_width=lat_w,
             temporal_factor=self.s.tdf if self.s.causal else 4, spatial_factor=self.s.sf, width=width,
@@ -631,7 +631,7 @@ class _Rate:
         )  # fmt: skip
         self._n += 1
         path = self.dir / f"r{self._n}.vtok"
-        return container.VtokWriter(path, header, force=True)
+        return vtok.VtokWriter(path, header, force=True)
 
     def write(
         self, writer: Any, latent: torch.Tensor, indices: torch.Tensor | None, f0: int, f1: int, l0: int

@@ -309,7 +309,7 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print header and statistics as JSON."),
 ) -> None:
     """Show a .vtok file's header, records, bits per token and bits per pixel (verifies every checksum)."""
-    from .container import VtokReader
+    from .vtok import VtokReader
 
     reader = VtokReader(src)
     reader.verify()

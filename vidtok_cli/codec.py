@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import container, video
+from . import video, vtok
 from .errors import UsageError, VidtokError
 
 Progress = Callable[[int], None]
@@ -143,7 +143,7 @@ def encode_file(
     lat_h, lat_w = m.encoder.output_size(height + pad_h, width + pad_w)
     mode = "tokens" if cfg.regularizer == "fsq" else "latent"
     card = m.card or {}
-    header = container.make_header(
+    header = vtok.make_header(
         model_card=str(card.get("name", "unknown")),
         weights_sha256=_weights_sha256(m),
         mode=mode,
@@ -166,7 +166,7 @@ def encode_file(
         causal=cfg.causal,
         source_file=src.name,
     )
-    with container.VtokWriter(dst, header, force=force) as writer:
+    with vtok.VtokWriter(dst, header, force=force) as writer:
         n_tokens = 0
         chunks = encode_frames(
             m, padded(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
@@ -208,7 +208,7 @@ def encode_file(
             )
             values = [
                 frame_psnr(a, b)
-                for block in _decoded_blocks(container.VtokReader(dst), m, 0, n, tile, tile_overlap)
+                for block in _decoded_blocks(vtok.VtokReader(dst), m, 0, n, tile, tile_overlap)
                 for a, b in zip(block, source, strict=False)
             ]
         except BaseException:
@@ -294,7 +294,7 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
 
 
 def _decoded_blocks(
-    reader: container.VtokReader,
+    reader: vtok.VtokReader,
     m: Any,
     start_frame: int,
     end: int,
@@ -369,7 +369,7 @@ def decode_file(
         raise UsageError(f"unknown output format {fmt!r} (mp4 or png)")
     if fmt == "mp4" and dst.exists() and not force:
         raise VidtokError(f"{dst} exists; pass --force to overwrite it")
-    reader = container.VtokReader(src)
+    reader = vtok.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)
     from .stream import check_tile

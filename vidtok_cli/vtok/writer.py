@@ -1,0 +1,326 @@
+"""Writing a .vtok file: records streamed to a temporary file, a footer index, an atomic rename into place."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .format import (
+    CRC,
+    END_MAGIC,
+    FORMAT_VERSION,
+    FROZEN_KEYS,
+    MAGIC,
+    MAX_VALUES_PER_RECORD,
+    PREAMBLE,
+    RECORD_HEAD,
+    TRAILER,
+    WRITABLE_MODES,
+    ContainerError,
+    RecordType,
+)
+from .header import deep_merge, dump_json, validate_header
+from .payloads import encode_latents
+from .tokens import encode_tokens
+
+
+def _record_bytes(rtype: int, flags: int, meta: Mapping[str, Any], payload: bytes) -> bytes:
+    """One record's bytes: fixed fields, metadata JSON, payload, CRC-32 of all three."""
+    m = dump_json(dict(meta))
+    head = RECORD_HEAD.pack(rtype, flags, 0, len(payload), len(m))
+    crc = zlib.crc32(payload, zlib.crc32(m, zlib.crc32(head)))
+    return b"".join((head, m, payload, CRC.pack(crc)))
+
+
+class VtokWriter:
+    """Writes a .vtok file record by record; the file appears under its name only after a clean close.
+
+    The output is written to a hidden temporary file in the same directory and renamed into place by
+    ``close()`` (or a clean exit from the ``with`` block). An exception or KeyboardInterrupt inside the block,
+    or ``abort()``, deletes the temporary file and leaves no output. An existing output is refused
+    (ContainerError) unless ``force=True``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: Mapping[str, Any], *, force: bool = False):
+        self.path = Path(path)
+        self.force = force
+        self.header = validate_header(header)
+        if self.header["mode"] not in WRITABLE_MODES:
+            raise ContainerError(
+                f"{self.path}: mode {self.header['mode']!r} is reserved; this version writes latent or tokens"
+            )
+        lat = self.header["latent"]
+        self._levels: list[int] | None = lat["fsq_levels"] if self.header["mode"] == "tokens" else None
+        if self.path.exists() and not force:
+            raise ContainerError(f"{self.path} already exists; pass --force to overwrite it")
+        if self.path.is_dir():
+            raise ContainerError(f"{self.path} is a directory")
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise ContainerError(f"cannot write {self.path}: directory {parent} does not exist")
+        self._tmp: Path | None = None
+        self._file: BinaryIO | None = None
+        for _ in range(100):
+            tmp = parent / f".{self.path.name}.{secrets.token_hex(4)}.part"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
+            self._tmp = tmp
+            self._file = os.fdopen(fd, "wb")
+            break
+        else:  # pragma: no cover
+            raise ContainerError(f"cannot create a temporary file next to {self.path}")
+        self._closed = False
+        self._index: list[list[Any]] = []
+        self._offset = 0
+        self._pos: tuple[int, int] | None = None  # (end_frame, end_latent) of the last video record
+        self._updates: dict[str, Any] = {}
+        try:
+            hj = dump_json(self.header)
+            pre = PREAMBLE.pack(MAGIC, FORMAT_VERSION[0], FORMAT_VERSION[1], len(hj)) + hj
+            self._write(pre + CRC.pack(zlib.crc32(pre)))
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- context manager --------------------------------------------------------------------------------
+    def __enter__(self) -> VtokWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) is False:
+            self.abort()
+
+    # -- properties ---------------------------------------------------------------------------------------
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written so far (preamble and records)."""
+        return self._offset
+
+    @property
+    def records_written(self) -> int:
+        """Records written so far (not counting the footer)."""
+        return len(self._index)
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        if self._closed or self._file is None:
+            raise ContainerError(f"{self.path}: the writer is closed")
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self.abort()
+            raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._offset += len(data)
+
+    def _record(self, rtype: int, flags: int, meta: Mapping[str, Any], payload: bytes, frames: Any) -> int:
+        rec = _record_bytes(rtype, flags, meta, payload)
+        off = self._offset
+        self._write(rec)
+        self._index.append([off, rtype, frames[0] if frames else None, frames[1] if frames else None])
+        return len(rec)
+
+    def _check_range(self, first_frame: int, end_frame: int, first_latent: int, t: int, empty: bool) -> None:
+        for name, v in (
+            ("first_frame", first_frame),
+            ("end_frame", end_frame),
+            ("first_latent", first_latent),
+        ):
+            if not isinstance(v, (int, np.integer)) or int(v) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, not {v!r}")
+        if empty and end_frame != first_frame:
+            raise ValueError("a segment marker covers no frames")
+        if not empty and end_frame <= first_frame:
+            raise ValueError(f"frame range [{first_frame}, {end_frame}) is empty")
+        if not empty and t < 1:
+            raise ValueError("a chunk needs at least one latent frame")
+        if self._pos is not None and (first_frame, first_latent) != self._pos:
+            raise ValueError(
+                f"chunk starts at frame {first_frame}, latent {first_latent}; the previous one ended at "
+                f"frame {self._pos[0]}, latent {self._pos[1]} (chunks must be contiguous and in order)"
+            )
+
+    def write_latents(self, array: np.ndarray, first_frame: int, end_frame: int, first_latent: int) -> int:
+        """Store a latent chunk (C, t, h, w) covering source frames [first_frame, end_frame); bytes written."""
+        if self.header["mode"] != "latent":
+            raise ValueError(f"this file's mode is {self.header['mode']!r}; latents go in mode 'latent'")
+        a = np.asarray(array)
+        if a.dtype.kind not in "fiu":
+            raise ValueError("latents must be a real-valued array")
+        lat = self.header["latent"]
+        if a.ndim != 4 or a.shape[0] != lat["channels"] or a.shape[2:] != (lat["height"], lat["width"]):
+            raise ValueError(
+                f"latents must have shape ({lat['channels']}, t, {lat['height']}, {lat['width']}), not {a.shape}"
+            )
+        if a.size > MAX_VALUES_PER_RECORD:
+            raise ValueError(f"a record holds at most {MAX_VALUES_PER_RECORD} values; write smaller chunks")
+        t = int(a.shape[1])
+        first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
+        self._check_range(first_frame, end_frame, first_latent, t, empty=False)
+        payload = encode_latents(a, lat["dtype"])
+        meta = {
+            "frames": [first_frame, end_frame],
+            "latents": [first_latent, first_latent + t],
+            "shape": list(a.shape),
+        }
+        n = self._record(RecordType.LATENT, 0, meta, payload, (first_frame, end_frame))
+        self._pos = (end_frame, first_latent + t)
+        return n
+
+    def write_tokens(
+        self,
+        indices: np.ndarray,
+        first_frame: int,
+        end_frame: int,
+        first_latent: int,
+        *,
+        coding: str = "auto",
+    ) -> int:
+        """Store FSQ indices (t, h, w) covering source frames [first_frame, end_frame); bytes written.
+
+        ``coding``: ``"auto"`` keeps the entropy-coded form when it is smaller than plain packing,
+        ``"packed"`` always packs, ``"rans"`` is the same as auto (packing is the fallback).
+        """
+        if self.header["mode"] != "tokens" or self._levels is None:
+            raise ValueError(f"this file's mode is {self.header['mode']!r}; tokens go in mode 'tokens'")
+        if coding not in ("auto", "packed", "rans"):
+            raise ValueError(f"coding must be auto, packed or rans, not {coding!r}")
+        a = np.asarray(indices)
+        if a.dtype.kind not in "iu":
+            raise ValueError("token indices must be an integer array")
+        lat = self.header["latent"]
+        if a.ndim != 3 or a.shape[1:] != (lat["height"], lat["width"]):
+            raise ValueError(
+                f"token indices must have shape (t, {lat['height']}, {lat['width']}), not {a.shape}"
+            )
+        if a.size > MAX_VALUES_PER_RECORD:
+            raise ValueError(f"a record holds at most {MAX_VALUES_PER_RECORD} values; write smaller chunks")
+        k = math.prod(self._levels)
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= k):
+            raise ValueError(f"token indices must lie in 0..{k - 1}")
+        a = a.astype(np.int64)
+        t = int(a.shape[0])
+        first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
+        self._check_range(first_frame, end_frame, first_latent, t, empty=False)
+        code, payload = encode_tokens(a, self._levels, "packed" if coding == "packed" else "auto")
+        meta = {
+            "frames": [first_frame, end_frame],
+            "latents": [first_latent, first_latent + t],
+            "shape": list(a.shape),
+        }
+        n = self._record(RecordType.TOKENS, code, meta, payload, (first_frame, end_frame))
+        self._pos = (end_frame, first_latent + t)
+        return n
+
+    def write_audio(self, data: bytes, pts: int | None, dts: int | None, duration: int | None) -> int:
+        """Store one compressed audio packet as it is; times in the header's audio time base; bytes written."""
+        if self.header["audio"] is None:
+            raise ValueError("the header has no audio stream (audio is null)")
+        for name, v in (("pts", pts), ("dts", dts), ("duration", duration)):
+            if v is not None and not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer or None, not {v!r}")
+        meta = {
+            "pts": None if pts is None else int(pts),
+            "dts": None if dts is None else int(dts),
+            "duration": None if duration is None else int(duration),
+        }
+        return self._record(RecordType.AUDIO, 0, meta, bytes(data), None)
+
+    def mark_segment(self, first_frame: int, first_latent: int) -> int:
+        """Mark a segment start: decoding can begin here from a fresh state (no causal cache); bytes written."""
+        first_frame, first_latent = int(first_frame), int(first_latent)
+        self._check_range(first_frame, first_frame, first_latent, 0, empty=True)
+        meta = {"frames": [first_frame, first_frame], "latents": [first_latent, first_latent]}
+        n = self._record(RecordType.SEGMENT, 0, meta, b"", (first_frame, first_frame))
+        self._pos = (first_frame, first_latent)
+        return n
+
+    def update_header(self, updates: Mapping[str, Any]) -> None:
+        """Header values to record in the footer (e.g. the final frame count); merged key by key.
+
+        The keys that decide how records decode (mode, model, latent) cannot change.
+        """
+        frozen = [k for k in updates if k in FROZEN_KEYS]
+        if frozen:
+            raise ValueError(f"header keys {', '.join(frozen)} cannot change after records are written")
+        merged = deep_merge(self._updates, updates)
+        validate_header(deep_merge(self.header, merged))
+        self._updates = merged
+
+    def close(self, header_updates: Mapping[str, Any] | None = None) -> None:
+        """Write the footer (index and header updates), flush to disk and rename the file into place."""
+        if self._closed:
+            return
+        try:
+            if header_updates:
+                self.update_header(header_updates)
+            footer_offset = self._offset
+            meta = {"header_updates": self._updates, "records": len(self._index)}
+            self._write(_record_bytes(RecordType.END, 0, meta, dump_json(self._index)))
+            self._write(TRAILER.pack(footer_offset, END_MAGIC))
+            assert self._file is not None and self._tmp is not None
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            self._publish()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def _publish(self) -> None:
+        assert self._tmp is not None
+        try:
+            if self.force:
+                os.replace(self._tmp, self.path)
+            else:
+                try:
+                    os.link(self._tmp, self.path)  # fails if the output appeared meanwhile
+                except FileExistsError:
+                    raise ContainerError(
+                        f"{self.path} already exists; pass --force to overwrite it"
+                    ) from None
+                except OSError:  # no hard links on this file system
+                    if self.path.exists():
+                        raise ContainerError(
+                            f"{self.path} already exists; pass --force to overwrite it"
+                        ) from None
+                    os.replace(self._tmp, self.path)
+                else:
+                    os.unlink(self._tmp)
+        except OSError as e:
+            raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self._tmp = None
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary file; no output is left."""
+        self._closed = True
+        f, self._file = getattr(self, "_file", None), None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+        tmp, self._tmp = getattr(self, "_tmp", None), None
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
