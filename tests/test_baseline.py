@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vidtok_cli.baseline import TrivialCodec
+from vidtok_cli.arch.trivial import TrivialCodec
 
 
 def test_keeps_every_fourth_frame_at_one_eighth():

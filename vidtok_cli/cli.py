@@ -595,9 +595,7 @@ def bench_cmd(
     if identity:
         m = IdentityModel(device=str(resolve_device(device)))
     elif baseline:
-        from .baseline import TrivialCodec
-
-        m = TrivialCodec().to(resolve_device(device))
+        m = load_model("trivial", device=device)
     else:
         m = load_model(model, device=device)
     err = _console(stderr=True)

@@ -17,27 +17,6 @@ from .errors import UsageError, VidtokError
 Progress = Callable[[int], None]
 
 
-def _weights_sha256(model: Any) -> str:
-    """sha256 of the weights file the model was loaded from; of its tensors for a model built in memory."""
-    from .hub import file_sha256
-
-    path = (model.card or {}).get("weights_file")
-    if path and Path(path).is_file():
-        return file_sha256(path)
-    cached = getattr(model, "_vidtok_tensor_sha256", None)
-    if cached:
-        return cached
-    import hashlib
-
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _resolve_model(model: Any, device: Any) -> Any:
     from .loading import load_model
 
@@ -105,14 +84,14 @@ def encode_file(
     if chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
     m = _resolve_model(model, device)
-    cfg = m.cfg
+    layout = m.frame_layout
     from .stream import check_clip_overlap, check_segment_frames, check_tile
 
     check_segment_frames(segment_frames, m)
     check_clip_overlap(clip_overlap, m)
     if clip_overlap and segment_frames:
         raise UsageError("--clip-overlap and --segment-frames cannot be combined")
-    check_tile(tile, tile_overlap, cfg.spatial_factor)
+    check_tile(tile, tile_overlap, layout.spatial_factor)
     info = video.probe(src)
     out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
     frames = video.iter_frames(src, fps=fps, start=start, duration=duration, max_frames=max_frames)
@@ -121,7 +100,7 @@ def encode_file(
         raise video.VideoError(f"{src}: no frames to encode")
     first = _prepare(first, size, crop)
     height, width = first.shape[:2]
-    sf = cfg.spatial_factor
+    sf = layout.spatial_factor
     pad_h, pad_w = (-height) % sf, (-width) % sf
 
     def padded() -> Iterator[np.ndarray]:
@@ -140,30 +119,32 @@ def encode_file(
     audio_info, audio_packets = (None, iter(()))
     if audio and info.has_audio:
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
-    lat_h, lat_w = m.encoder.output_size(height + pad_h, width + pad_w)
-    mode = "tokens" if cfg.regularizer == "fsq" else "latent"
+    (spec,) = m.latent_specs.values()
+    lat_h, lat_w = spec.step_shape(height + pad_h, width + pad_w)[-2:]
+    mode = "tokens" if spec.kind == "fsq" else "latent"
     card = m.card or {}
     header = vtok.make_header(
         model_card=str(card.get("name", "unknown")),
-        weights_sha256=_weights_sha256(m),
+        weights_sha256=m.weights_sha256,
+        family=m.family,
         mode=mode,
-        latent_channels=cfg.z_channels,
+        latent_channels=spec.channels,
         latent_height=lat_h,
         latent_width=lat_w,
-        temporal_factor=cfg.time_downsample_factor if cfg.causal else 4,
+        temporal_factor=layout.temporal_factor,
         spatial_factor=sf,
         width=width,
         height=height,
         fps=out_fps,
         latent_dtype=latent_dtype,
-        fsq_levels=list(cfg.fsq_levels) if mode == "tokens" else None,
+        fsq_levels=list(spec.levels) if mode == "tokens" else None,
         pad=(0, pad_h, 0, pad_w),
         frames_per_record=chunk_frames,
         segment_frames=segment_frames,
         clip_overlap=clip_overlap,
         audio=None if audio_info is None else _audio_header(audio_info),
         weights_reference=str(card.get("weights_reference", "")),
-        causal=cfg.causal,
+        causal=layout.causal,
         source_file=src.name,
     )
     with vtok.VtokWriter(dst, header, force=force) as writer:
@@ -275,20 +256,21 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
                 f"{path} was made with model {named!r}, which is not available here; pass --weights"
             )
         want = header["model"].get("sha256") or ""
-        have = _weights_sha256(m)
+        have = m.weights_sha256
         if want and have and want != have:
             raise VidtokError(
                 f"{path} was made with other weights for {named!r} (sha256 {want[:12]}..., found {have[:12]}...); "
                 "pass --weights to decode with these anyway"
             )
     lat = header["latent"]
-    cfg = m.cfg
-    if cfg.z_channels != lat["channels"] or cfg.spatial_factor != lat["spatial_factor"]:
+    (spec,) = m.latent_specs.values()
+    sf = m.frame_layout.spatial_factor
+    if spec.channels != lat["channels"] or sf != lat["spatial_factor"]:
         raise VidtokError(
-            f"{path}: the model's latent ({cfg.z_channels} channels, /{cfg.spatial_factor}) does not match the file's "
+            f"{path}: the model's latent ({spec.channels} channels, /{sf}) does not match the file's "
             f"({lat['channels']} channels, /{lat['spatial_factor']})"
         )
-    if header["mode"] == "tokens" and list(cfg.fsq_levels) != list(lat.get("fsq_levels") or []):
+    if header["mode"] == "tokens" and list(spec.levels) != list(lat.get("fsq_levels") or []):
         raise VidtokError(f"{path}: the model's FSQ levels differ from the file's {lat.get('fsq_levels')}")
     return m
 
@@ -304,19 +286,18 @@ def _decoded_blocks(
     """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed."""
     import torch
 
-    from .stream import LatentChunk, decode_chunks
+    from .stream import EncodedChunk, decode_chunks
 
     h = reader.header
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
     tokens = h["mode"] == "tokens"
     it = reader.iter_token_chunks(start_frame) if tokens else reader.iter_latent_chunks(start_frame)
 
-    def chunks() -> Iterator[LatentChunk]:
+    def chunks() -> Iterator[EncodedChunk]:
         for c in it:
             data = torch.from_numpy(np.ascontiguousarray(c[1]))
-            yield LatentChunk(
-                latent=data if not tokens else torch.empty(0),
-                indices=data.long() if tokens else None,
+            yield EncodedChunk(
+                latents={"tokens": data.long()} if tokens else {"latent": data},
                 first_latent=c.first_latent,
                 first_frame=c.first_frame,
                 end_frame=c.end_frame,
@@ -374,7 +355,7 @@ def decode_file(
     m = _load_for_file(h, weights, device, src)
     from .stream import check_tile
 
-    check_tile(tile, tile_overlap, m.cfg.spatial_factor)
+    check_tile(tile, tile_overlap, m.frame_layout.spatial_factor)
     total = int(h["source"]["frame_count"])
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
     if start_frame < 0 or start_frame >= total:

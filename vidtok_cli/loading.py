@@ -1,128 +1,70 @@
-"""Loading models: resolve a config and weights reference, build the model, load weights strictly."""
+"""Loading models of any registered family: resolve a config and a weights reference, build the family's
+module, load the weights strictly, and return the family's `Tokenizer` with its provenance."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoints, hub, zoo
+from . import checkpoints, families, hub, zoo
 from ._version import __version__
-from .arch.config import ArchConfigError, VidTokConfig
 from .errors import CheckpointError, ConfigError, ModelNotFoundError, UsageError, VidtokError
+from .official_config import read_config_file
+from .runtime import resolve_device, torch_dtype
 
 if TYPE_CHECKING:
     import torch
 
-    from .arch.vidtok import VidTokModel
+    from .tokenizer import ModuleTokenizer
 
-ConfigLike = "str | os.PathLike[str] | Mapping[str, Any] | VidTokConfig | None"
+__all__ = ["convert_checkpoint", "load_model", "resolve_config", "resolve_device", "resolve_weights"]
 
-_INTERP = re.compile(r"^\$\{([^}]+)\}$")
-_ARCH_KEYS = (
-    "ch", "ch_mult", "num_res_blocks", "in_channels", "out_ch", "z_channels", "time_downsample_factor",
-    "spatial_ds", "tempo_ds", "spatial_us", "tempo_us", "norm_type", "init_pad_mode", "interpolation_mode",
-    "double_z",
-)  # fmt: skip
+
+class DroppedKeysWarning(UserWarning):
+    """A checkpoint held tensors outside the family's modules; they were not loaded."""
 
 
 # ----------------------------------------------------------------------------- configs
 
 
-def _resolve_interpolations(node: Any, root: Mapping[str, Any], where: str, depth: int = 0) -> Any:
-    """Replaces OmegaConf-style ``${a.b.c}`` references (whole-value only) by the referenced node."""
-    if depth > 20:
-        raise ConfigError(f"{where}: interpolation cycle")
-    if isinstance(node, str):
-        m = _INTERP.match(node.strip())
-        if not m:
-            return node
-        target: Any = root
-        for part in m.group(1).strip().split("."):
-            if not isinstance(target, Mapping) or part not in target:
-                raise ConfigError(f"{where}: cannot resolve {node}")
-            target = target[part]
-        return _resolve_interpolations(target, root, where, depth + 1)
-    if isinstance(node, Mapping):
-        return {k: _resolve_interpolations(v, root, where, depth) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_interpolations(v, root, where, depth) for v in node]
-    return node
+def config_from_official(data: Mapping[str, Any], where: str = "config") -> Any:
+    """The config of the family whose official config file has this structure."""
+    return families.official_config(data, where)[1]
 
 
-def config_from_official(data: Mapping[str, Any], where: str = "config") -> VidTokConfig:
-    """A VidTokConfig from the official YAML structure (model.params.encoder_config, ...)."""
-    data = _resolve_interpolations(data, data, where)
-    params = data.get("model", {}).get("params") if isinstance(data.get("model"), Mapping) else None
-    if params is None and "encoder_config" in data:
-        params = data
-    if not isinstance(params, Mapping) or "encoder_config" not in params:
-        raise ConfigError(f"{where}: not an official VidTok config (no model.params.encoder_config)")
-    try:
-        enc = params["encoder_config"]
-        dec = params.get("decoder_config", enc)
-        reg = params.get("regularizer_config")
-        if not isinstance(reg, Mapping) or "target" not in reg:
-            raise ConfigError(f"{where}: regularizer_config.target is missing")
-        enc_params = dict(enc.get("params") or {})
-        dec_params = dict(dec.get("params") or {})
-        for key in _ARCH_KEYS:
-            if key in dec_params and key in enc_params and dec_params[key] != enc_params[key]:
-                raise ConfigError(f"{where}: decoder {key} differs from the encoder's ({dec_params[key]!r})")
-        if "target" not in enc:
-            raise ConfigError(f"{where}: encoder_config.target is missing")
-        return VidTokConfig.from_official(enc["target"], enc_params, reg["target"], reg.get("params") or {})
-    except (ArchConfigError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ConfigError(f"{where}: {e}") from e
-
-
-def _config_from_mapping(data: Mapping[str, Any], where: str) -> VidTokConfig:
+def _config_from_mapping(data: Mapping[str, Any], where: str) -> Any:
+    """A config from an official structure, a card-like ``{family, architecture}`` or a bare table."""
     if "model" in data or "encoder_config" in data:
         return config_from_official(data, where)
+    family = str(data.get("family", "vidtok"))
     if "architecture" in data and isinstance(data["architecture"], Mapping):
         data = data["architecture"]
     try:
-        return VidTokConfig.from_dict(dict(data))
-    except (ArchConfigError, TypeError, ValueError) as e:
+        return families.get(family).config_from_dict(dict(data))
+    except (ConfigError, TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
 
 
-def resolve_config(config: Any) -> tuple[VidTokConfig | None, zoo.ModelCard | None]:
-    """(config, card) for a zoo name, a YAML/TOML/JSON path, a dict or a VidTokConfig; (None, None) for None."""
+def resolve_config(config: Any) -> tuple[Any, zoo.ModelCard | None]:
+    """(config, card) for a zoo name, a YAML/TOML/JSON path, a dict or a family config; (None, None) for None."""
     if config is None:
         return None, None
-    if isinstance(config, VidTokConfig):
-        return config, None
     if isinstance(config, Mapping):
         return _config_from_mapping(config, "config"), None
+    if not isinstance(config, (str, os.PathLike)):
+        families.for_config(config)  # raises for an object that is no family's config
+        return config, None
     path = Path(os.fspath(config))
     if path.is_file():
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(path.read_text())
-            elif suffix == ".toml":
-                card = zoo.card_from_toml(path)
-                return card.config, card
-            elif suffix == ".json":
-                data = json.loads(path.read_text())
-            else:
-                raise ConfigError(f"{path}: unknown config format (use .yaml, .toml or .json)")
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot read config: {str(e).splitlines()[0]}") from e
-        except Exception as e:  # yaml.YAMLError and friends
-            if isinstance(e, VidtokError):
-                raise
-            raise ConfigError(f"{path}: cannot parse config: {str(e).splitlines()[0]}") from e
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the config is not a mapping")
-        return _config_from_mapping(data, str(path)), None
+        if path.suffix.lower() == ".toml":
+            card = zoo.card_from_toml(path)
+            return card.config, card
+        return _config_from_mapping(read_config_file(path), str(path)), None
     card = zoo.find_card(str(config))
     if card is None:
         raise ModelNotFoundError(
@@ -217,13 +159,14 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> WeightsSource:
     return WeightsSource(_hub_weights(card), card, ref)
 
 
-def _config_from_metadata(meta: Mapping[str, str], path: Path) -> VidTokConfig | None:
+def _config_from_metadata(meta: Mapping[str, str], path: Path) -> Any:
     raw = meta.get(checkpoints.META_CONFIG)
     if not raw:
         return None
+    family = meta.get(checkpoints.META_FAMILY, "vidtok")
     try:
-        return VidTokConfig.from_dict(json.loads(raw))
-    except (ValueError, TypeError, ArchConfigError) as e:
+        return families.get(family).config_from_dict(json.loads(raw))
+    except (ValueError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{path}: the embedded architecture config is invalid: {e}") from e
 
 
@@ -238,14 +181,12 @@ def _card_from_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
     return card if isinstance(card, dict) else None
 
 
-def _choose_config(
-    explicit: VidTokConfig | None, meta_cfg: VidTokConfig | None, card: zoo.ModelCard | None, path: Path
-) -> VidTokConfig:
+def _choose_config(explicit: Any, meta_cfg: Any, card: zoo.ModelCard | None, path: Path) -> Any:
     if explicit is not None:
         return explicit
     if meta_cfg is not None:
         return meta_cfg
-    if card is not None and card.family == "vidtok":
+    if card is not None:
         return card.config
     raise ConfigError(
         f"cannot tell the architecture of {path}: its name matches no zoo model and it carries no config; "
@@ -253,14 +194,41 @@ def _choose_config(
     )
 
 
-def _check_fit(state_dict: Mapping[str, Any], cfg: VidTokConfig, path: Path) -> None:
-    """Raises CheckpointError unless the tensors match the architecture's keys and shapes exactly."""
+def _build_empty(fam: families.Family, cfg: Any) -> Any:
+    """The family's module for ``cfg`` on the meta device (no memory, no initialisation)."""
     import torch
 
-    from .arch.vidtok import VidTokModel
-
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in VidTokModel(cfg).state_dict().items()}
+        module = fam.build(cfg)
+    if fam.finish_meta is not None:
+        fam.finish_meta(module, cfg)
+    return module
+
+
+def _split_keys(fam: families.Family, state_dict: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The tensors under the family's prefixes; other keys are reported (training-only keys silently)."""
+    own = {k: v for k, v in state_dict.items() if k.startswith(fam.key_prefixes)}
+    other = sorted(k for k in state_dict if k not in own and not k.startswith(fam.training_prefixes))
+    if not own:
+        present = sorted({k.split(".", 1)[0] for k in state_dict})[:8]
+        raise CheckpointError(
+            f"{path}: no {fam.name} weights ({', '.join(p + '*' for p in fam.key_prefixes)}) in it "
+            f"(top-level names: {', '.join(present) or 'none'})"
+        )
+    if other:
+        groups = sorted({k.split(".", 1)[0] for k in other})
+        warnings.warn(
+            f"{path}: {len(other)} tensors outside the {fam.name} model were not loaded "
+            f"(top-level names: {', '.join(groups[:8])})",
+            DroppedKeysWarning,
+            stacklevel=3,
+        )
+    return own
+
+
+def _check_fit(state_dict: Mapping[str, Any], fam: families.Family, cfg: Any, path: Path) -> None:
+    """Raises CheckpointError unless the tensors match the architecture's keys and shapes exactly."""
+    expected = {k: tuple(v.shape) for k, v in _build_empty(fam, cfg).state_dict().items()}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
@@ -279,49 +247,26 @@ def _check_fit(state_dict: Mapping[str, Any], cfg: VidTokConfig, path: Path) -> 
 
 
 def build_from_state_dict(
-    cfg: VidTokConfig, state_dict: Mapping[str, torch.Tensor], path: Path, device: Any, dtype: Any
-) -> VidTokModel:
-    """A model for ``cfg`` holding exactly ``state_dict`` (strict), on ``device`` in ``dtype``."""
-    import torch
-
-    from .arch.regularizers import FSQ, DiagonalGaussian
-    from .arch.vidtok import VidTokModel
-
-    _check_fit(state_dict, cfg, path)
-    with torch.device("meta"):
-        model = VidTokModel(cfg)
-    model.regularization = FSQ(cfg.fsq_levels) if cfg.regularizer == "fsq" else DiagonalGaussian()
+    cfg: Any, state_dict: Mapping[str, torch.Tensor], path: Path, device: Any, dtype: Any
+) -> Any:
+    """The family module for ``cfg`` holding exactly ``state_dict`` (strict), on ``device`` in ``dtype``."""
+    fam = families.for_config(cfg)
+    _check_fit(state_dict, fam, cfg, path)
+    module = _build_empty(fam, cfg)
     tensors = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.to(device=device)
-    return model.eval()
+    module.load_state_dict(tensors, strict=True, assign=True)
+    module.to(device=device)
+    return module.eval()
 
 
-def _parse_dtype(dtype: Any) -> torch.dtype:
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}  # fmt: skip
-    if str(dtype).lower() not in names:
-        raise UsageError(f"unknown dtype {dtype!r} (use fp32, fp16 or bf16)")
-    return names[str(dtype).lower()]
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
-    import torch
-
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise UsageError(f"unknown device {device!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device cuda was asked for but CUDA is not available")
-    return dev
+def _weightless(weights: Any, config: Any) -> families.Family | None:
+    """The family named by ``weights`` when it needs no weights file (``trivial``)."""
+    if config is not None or not isinstance(weights, str) or Path(weights).exists():
+        return None
+    name = zoo.normalize_name(weights)
+    if name in families.names() and families.get(name).weightless:
+        return families.get(name)
+    return None
 
 
 def load_model(
@@ -329,34 +274,39 @@ def load_model(
     config: Any = None,
     device: Any = "cpu",
     dtype: Any = "float32",
-) -> VidTokModel:
-    """Loads a VidTok model ready for inference (eval mode).
+) -> ModuleTokenizer:
+    """Loads a model of any family, ready for inference (eval mode), as its `Tokenizer`.
 
     ``weights``: a zoo name (``vidtok models``), a local ``.ckpt``/``.safetensors`` file, a training run
-    directory, or ``hf://owner/repo/path/file.ckpt[@revision]``; ``None`` loads the default model.
-    ``config``: a zoo name, an official VidTok YAML file, a card TOML, or the same structure as a dict;
-    needed only when the weights carry no config and their file name matches no zoo card.
-    The returned model has ``encode(x)``, ``decode(latent)``, ``decode_indices(indices)`` and the streaming
-    ``encode_chunk``/``decode_chunk``; ``model.card`` describes where it came from.
+    directory, ``hf://owner/repo/path/file.ckpt[@revision]``, or ``trivial`` (the baseline codec, no
+    weights); ``None`` loads the default model. ``config``: a zoo name, an official config file (YAML),
+    a card TOML, or the same structure as a dict; needed only when the weights carry no config and their
+    file name matches no zoo card. The tokenizer's ``card``, ``weights_path`` and ``weights_sha256`` say
+    where it came from.
     """
-    torch_dtype = _parse_dtype(dtype)
+    torch_dt = torch_dtype(dtype)
     dev = resolve_device(device)
+    fam = _weightless(weights, config)
+    if fam is not None:
+        cfg = fam.default_config()
+        return fam.wrap(fam.build(cfg).to(device=dev, dtype=torch_dt).eval(), {"name": fam.name})
     explicit_cfg, explicit_card = resolve_config(config)
     source = resolve_weights(weights)
-    state_dict, meta = checkpoints.read_state_dict(source.path)
+    raw, meta = checkpoints.read_state_dict(source.path, prefixes=None)
     card = source.card or explicit_card
     cfg = _choose_config(explicit_cfg, _config_from_metadata(meta, source.path), card, source.path)
-    model = build_from_state_dict(cfg, state_dict, source.path, dev, torch_dtype)
+    fam = families.for_config(cfg)
+    module = build_from_state_dict(cfg, _split_keys(fam, raw, source.path), source.path, dev, torch_dt)
     card_info: dict[str, Any] = {}
     if card is not None:
         card_info = card.to_dict()
     elif (embedded := _card_from_metadata(meta)) is not None:
         card_info = embedded
     card_info.setdefault("name", source.path.stem)
+    card_info.setdefault("family", fam.name)
     card_info["weights_file"] = str(source.path)
     card_info["weights_reference"] = source.reference
-    model.card = card_info
-    return model
+    return fam.wrap(module, card_info, source.path)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -384,15 +334,18 @@ def convert_checkpoint(
         raise ModelNotFoundError(f"checkpoint {src_path} does not exist")
     explicit_cfg, explicit_card = resolve_config(config)
     card = card or explicit_card or zoo.card_for_file(src_path)
-    state_dict, meta = checkpoints.read_state_dict(src_path)
+    raw, meta = checkpoints.read_state_dict(src_path, prefixes=None)
     cfg = _choose_config(explicit_cfg, _config_from_metadata(meta, src_path), card, src_path)
-    _check_fit(state_dict, cfg, src_path)
+    fam = families.for_config(cfg)
+    state_dict = _split_keys(fam, raw, src_path)
+    _check_fit(state_dict, fam, cfg, src_path)
     if dtype is not None:
-        torch_dtype = _parse_dtype(dtype)
-        state_dict = {k: v.to(torch_dtype) for k, v in state_dict.items()}
+        dt = torch_dtype(dtype)
+        state_dict = {k: v.to(dt) for k, v in state_dict.items()}
     metadata = {
         checkpoints.META_FORMAT_VERSION: checkpoints.FORMAT_VERSION,
-        checkpoints.META_CONFIG: json.dumps(cfg.to_dict(), sort_keys=True),
+        checkpoints.META_FAMILY: fam.name,
+        checkpoints.META_CONFIG: json.dumps(fam.config_to_dict(cfg), sort_keys=True),
         checkpoints.META_SOURCE_FILE: src_path.name,
         checkpoints.META_SOURCE_SHA256: hub.file_sha256(src_path),
         "vidtok.tool_version": __version__,

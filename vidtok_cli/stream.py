@@ -7,86 +7,79 @@ is padded at the end with copies of its last frame to a native length ``1 + k * 
 so decoding can start at any segment boundary.
 
 Non-causal models: independent clips of ``clip_frames`` frames (the last one padded with its last frame).
+
+Only the `Tokenizer` interface is used: any family streams through this code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .arch.vidtok import VidTokModel
 from .errors import UsageError
+from .frames import frames_to_tensor, tensor_to_frames
+from .runtime import autocast
+from .tokenizer import Encoded, Tokenizer
 
 
 @dataclass
-class LatentChunk:
-    """Latents produced for a span of frames.
+class EncodedChunk:
+    """The latents of every stream produced for a span of frames.
 
-    ``latent`` (C, t, h, w) float32 on the CPU; ``indices`` (t, h, w) int64 for FSQ models. Frame ranges
-    count frames of the padded sequence (``end_frame`` may exceed the source length by the padding).
+    ``latents``: stream name -> tensor without the batch axis, on the CPU (continuous streams float32,
+    token streams int64). Frame ranges count frames of the padded sequence (``end_frame`` may exceed the
+    source length by the padding). ``first_latent`` counts latent steps before this chunk;
     ``segment_start`` marks the first chunk of an independent stream.
     """
 
-    latent: torch.Tensor
-    indices: torch.Tensor | None
+    latents: dict[str, torch.Tensor]
     first_latent: int
     first_frame: int
     end_frame: int
     segment_start: bool
 
+    @property
+    def latent(self) -> torch.Tensor:
+        """The ``latent`` stream (single-stream continuous tokenizers)."""
+        return self.latents["latent"]
 
-def frames_to_tensor(frames: list[np.ndarray], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 (H, W, 3) frames -> (1, 3, T, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.stack(frames)).to(device)
-    return (x.permute(3, 0, 1, 2).unsqueeze(0).to(dtype) / 127.5 - 1.0).contiguous()
-
-
-def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3), rounded to nearest."""
-    y = ((x[0].float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return y.permute(1, 2, 3, 0).cpu().numpy()
+    @property
+    def indices(self) -> torch.Tensor | None:
+        """The ``tokens`` stream (single-stream token tokenizers), else None."""
+        return self.latents.get("tokens")
 
 
-def native_frame_count(n: int, model: VidTokModel, clip_frames: int = 16) -> int:
+def _per_sample(enc: Encoded) -> dict[str, torch.Tensor]:
+    return {k: (v[0].cpu() if v.dtype == torch.int64 else v[0].float().cpu()) for k, v in enc.latents.items()}
+
+
+def _steps(model: Tokenizer, latents: Mapping[str, torch.Tensor], batched: bool) -> int:
+    """Latent steps held by ``latents`` (each stream's time axis, batch axis included or not)."""
+    for name, spec in model.latent_specs.items():
+        if name in latents:
+            return int(latents[name].shape[spec.time_axis + int(batched)])
+    return 0
+
+
+def native_frame_count(n: int, model: Tokenizer) -> int:
     """The padded frame count the model needs for ``n`` frames."""
-    if n <= 0:
-        return 0
-    if model.cfg.causal:
-        tdf = model.cfg.time_downsample_factor
-        return 1 + -(-(n - 1) // tdf) * tdf
-    return -(-n // clip_frames) * clip_frames
+    return model.frame_layout.native_frames(n)
 
 
-def check_segment_frames(segment_frames: int | None, model: VidTokModel, clip_frames: int = 16) -> None:
+def check_segment_frames(segment_frames: int | None, model: Tokenizer) -> None:
     if segment_frames is None:
         return
-    tdf = model.cfg.time_downsample_factor
-    if model.cfg.causal and (segment_frames < 1 or (segment_frames - 1) % tdf):
+    layout = model.frame_layout
+    tdf, clip_frames = layout.temporal_factor, layout.clip_frames
+    if layout.causal and (segment_frames < 1 or (segment_frames - 1) % tdf):
         raise UsageError(
             f"--segment-frames must be 1 + k*{tdf} for this model (e.g. {1 + 8 * tdf}), got {segment_frames}"
         )
-    if not model.cfg.causal and segment_frames % clip_frames:
+    if not layout.causal and segment_frames % clip_frames:
         raise UsageError(f"--segment-frames must be a multiple of {clip_frames} for a non-causal model")
-
-
-class _Autocast:
-    """bf16/fp16 autocast on CUDA when the model runs in float32 but a lower compute dtype was asked for."""
-
-    def __init__(self, device: torch.device, dtype: torch.dtype | None):
-        self.ctx = (
-            torch.autocast(device.type, dtype=dtype) if dtype is not None and device.type == "cuda" else None
-        )
-
-    def __enter__(self) -> None:
-        if self.ctx is not None:
-            self.ctx.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.ctx is not None:
-            self.ctx.__exit__(*exc)
 
 
 # -- spatial tiling ------------------------------------------------------------------------------------
@@ -189,7 +182,7 @@ class ChunkEncoder:
     outputs (moments) are blended before the regularizer, so FSQ tokens stay valid codes.
     """
 
-    def __init__(self, model: VidTokModel, tile: int | None = None, tile_overlap: int | None = None) -> None:
+    def __init__(self, model: Tokenizer, tile: int | None = None, tile_overlap: int | None = None) -> None:
         self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
         self.states: dict[int, object] = {}
 
@@ -197,15 +190,15 @@ class ChunkEncoder:
         """Starts a new independent stream (segment)."""
         self.states = {}
 
-    def _run(self, x: torch.Tensor, k: int):  # noqa: ANN202 - EncodeOutput
-        if self.model.cfg.causal:
+    def _run(self, x: torch.Tensor, k: int) -> Encoded:
+        if self.model.frame_layout.causal:
             out, self.states[k] = self.model.encode_chunk(x, self.states.get(k))
             return out
         return self.model.encode(x)
 
-    def __call__(self, x: torch.Tensor):  # noqa: ANN204 - EncodeOutput
+    def __call__(self, x: torch.Tensor) -> Encoded:
         h, w = x.shape[-2:]
-        f = self.model.cfg.spatial_factor
+        f = self.model.frame_layout.spatial_factor
         tiling = Tiling(h, w, self.tile, self.tile_overlap, f) if self.tile else None
         if tiling is None or not tiling.active:
             return self._run(x, 0)
@@ -213,10 +206,12 @@ class ChunkEncoder:
         blend = _Blend()
         for k, ys, xs, wt in tiling.regions(f):
             out = self._run(x[..., px[k][0], px[k][1]], k)
+            if out.moments is None:
+                raise UsageError(f"--tile: a {self.model.family} model cannot blend tiles")
             blend.add(out.moments, ys, xs, wt, h // f, w // f)
         if blend.acc is None or blend.acc.shape[2] == 0:
             return out
-        return self.model.regularize(blend.result(out.moments.dtype))
+        return self.model.blend_encoded(blend.result(out.moments.dtype))
 
 
 class ChunkDecoder:
@@ -226,7 +221,7 @@ class ChunkDecoder:
     and blended in pixel space.
     """
 
-    def __init__(self, model: VidTokModel, tile: int | None = None, tile_overlap: int | None = None) -> None:
+    def __init__(self, model: Tokenizer, tile: int | None = None, tile_overlap: int | None = None) -> None:
         self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
         self.states: dict[int, object] = {}
 
@@ -237,65 +232,59 @@ class ChunkDecoder:
     def started(self) -> bool:
         return bool(self.states)
 
-    def _run(self, z: torch.Tensor, k: int, final: bool) -> torch.Tensor:
-        if self.model.cfg.causal:
+    def _run(self, z: dict[str, torch.Tensor], k: int, final: bool) -> torch.Tensor:
+        if self.model.frame_layout.causal:
             out, self.states[k] = self.model.decode_chunk(z, self.states.get(k), final=final)
             return out
         return self.model.decode(z)
 
-    def __call__(self, z: torch.Tensor, final: bool = False) -> torch.Tensor:
-        f = self.model.cfg.spatial_factor
-        h, w = z.shape[-2] * f, z.shape[-1] * f
+    def __call__(self, z: dict[str, torch.Tensor], final: bool = False) -> torch.Tensor:
+        f = self.model.frame_layout.spatial_factor
+        some = next(iter(z.values()))
+        h, w = some.shape[-2] * f, some.shape[-1] * f
         tiling = Tiling(h, w, self.tile, self.tile_overlap, f) if self.tile else None
         if tiling is None or not tiling.active:
             return self._run(z, 0, final)
         lat = dict((k, (ys, xs)) for k, ys, xs, _ in tiling.regions(f))
         blend = _Blend()
         for k, ys, xs, wt in tiling.regions(1):
-            out = self._run(z[..., lat[k][0], lat[k][1]], k, final)
+            part = {name: t[..., lat[k][0], lat[k][1]] for name, t in z.items()}
+            out = self._run(part, k, final)
             blend.add(out, ys, xs, wt, h, w)
         if out.shape[2] == 0:
             return out.new_zeros((*out.shape[:3], h, w))
         return blend.result(out.dtype)
 
 
-def _model_device_dtype(model: VidTokModel) -> tuple[torch.device, torch.dtype]:
-    p = next(model.parameters())
-    return p.device, p.dtype
-
-
 def encode_frames(
-    model: VidTokModel,
+    model: Tokenizer,
     frames: Iterable[np.ndarray],
     chunk_frames: int = 16,
     segment_frames: int | None = None,
-    clip_frames: int = 16,
     autocast_dtype: torch.dtype | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
     clip_overlap: int = 0,
-) -> Iterator[LatentChunk]:
+) -> Iterator[EncodedChunk]:
     """Encodes uint8 (H, W, 3) frames (already at a size the model accepts) into latent chunks.
 
-    ``tile``/``tile_overlap`` (pixels): encode overlapping spatial tiles separately (bounded memory for
-    large frames) and blend them. ``clip_overlap`` (non-causal models): consecutive clips share this
-    many frames, which ``decode_chunks`` cross-fades to hide clip seams.
+    ``autocast_dtype``: run the model under autocast to this dtype (see ``runtime``). ``tile``/
+    ``tile_overlap`` (pixels): encode overlapping spatial tiles separately (bounded memory for large
+    frames) and blend them. ``clip_overlap`` (non-causal models): consecutive clips share this many
+    frames, which ``decode_chunks`` cross-fades to hide clip seams.
     """
     if chunk_frames < 1:
         raise UsageError("--chunk-frames must be >= 1")
-    check_segment_frames(segment_frames, model, clip_frames)
+    check_segment_frames(segment_frames, model)
     if clip_overlap:
-        yield from _overlapping_clips(
-            model, frames, clip_frames, clip_overlap, autocast_dtype, tile, tile_overlap
-        )
+        yield from _overlapping_clips(model, frames, clip_overlap, autocast_dtype, tile, tile_overlap)
         return
-    device, dtype = _model_device_dtype(model)
-    amp = _Autocast(device, autocast_dtype)
-    causal = model.cfg.causal
-    tdf = model.cfg.time_downsample_factor
+    device, dtype = model.device, model.dtype
+    layout = model.frame_layout
+    causal = layout.causal
     if not causal:
-        chunk_frames = clip_frames
-    seg_len = segment_frames or (0 if causal else clip_frames)
+        chunk_frames = layout.clip_frames
+    seg_len = segment_frames or (0 if causal else layout.clip_frames)
 
     latent_count = 0
     frame_pos = 0  # frames of the padded sequence consumed so far
@@ -306,38 +295,29 @@ def encode_frames(
     buffer: list[np.ndarray] = []
     last: np.ndarray | None = None
 
-    def run(chunk: list[np.ndarray]) -> Iterator[LatentChunk]:
+    def run(chunk: list[np.ndarray]) -> Iterator[EncodedChunk]:
         nonlocal latent_count, frame_pos, new_segment, seg_latents
         x = frames_to_tensor(chunk, device, dtype)
-        with torch.no_grad(), amp:
+        with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(x)
         frame_pos += len(chunk)
-        t = out.latent.shape[2]
+        t = _steps(model, out.latents, batched=True)
         if t == 0:
             return
         first = seg_latents
         seg_latents += t
-        # latent j of a causal segment covers frames {0} for j = 0, else (1 + (j-1)*tdf, 1 + j*tdf)
         if causal:
-            f0 = seg_first_frame + (0 if first == 0 else 1 + (first - 1) * tdf)
-            f1 = seg_first_frame + 1 + (seg_latents - 1) * tdf
+            f0, f1 = (seg_first_frame + f for f in layout.latent_frames(first, seg_latents))
         else:
             f0, f1 = frame_pos - len(chunk), frame_pos
-        yield LatentChunk(
-            latent=out.latent[0].float().cpu(),
-            indices=None if out.indices is None else out.indices[0].cpu(),
-            first_latent=latent_count,
-            first_frame=f0,
-            end_frame=f1,
-            segment_start=new_segment,
-        )
+        yield EncodedChunk(_per_sample(out), latent_count, f0, f1, new_segment)
         latent_count += t
         new_segment = False
 
-    def end_segment() -> Iterator[LatentChunk]:
+    def end_segment() -> Iterator[EncodedChunk]:
         nonlocal buffer, new_segment, seg_first_frame, seg_latents
         n = frame_pos + len(buffer) - seg_first_frame
-        pad = native_frame_count(n, model, clip_frames) - n
+        pad = layout.native_frames(n) - n
         if buffer or pad:
             assert last is not None
             buffer.extend([last] * pad)
@@ -363,13 +343,14 @@ def encode_frames(
         yield from end_segment()
 
 
-def check_clip_overlap(clip_overlap: int, model: VidTokModel, clip_frames: int = 16) -> None:
+def check_clip_overlap(clip_overlap: int, model: Tokenizer) -> None:
     """Validates ``--clip-overlap`` for this model."""
     if not clip_overlap:
         return
-    if model.cfg.causal:
+    layout = model.frame_layout
+    if layout.causal:
         raise UsageError("--clip-overlap is for non-causal models; causal models stream exactly without it")
-    tdf = model.cfg.time_downsample_factor
+    tdf, clip_frames = layout.temporal_factor, layout.clip_frames
     if not 0 < clip_overlap < clip_frames or clip_overlap % tdf:
         raise UsageError(
             f"--clip-overlap must be a multiple of {tdf} between 1 and {clip_frames - 1} frames, got {clip_overlap}"
@@ -377,18 +358,17 @@ def check_clip_overlap(clip_overlap: int, model: VidTokModel, clip_frames: int =
 
 
 def _overlapping_clips(
-    model: VidTokModel,
+    model: Tokenizer,
     frames: Iterable[np.ndarray],
-    clip_frames: int,
     overlap: int,
     autocast_dtype: torch.dtype | None,
     tile: int | None,
     tile_overlap: int | None,
-) -> Iterator[LatentChunk]:
+) -> Iterator[EncodedChunk]:
     """Non-causal clips of ``clip_frames`` starting every ``clip_frames - overlap`` frames."""
-    check_clip_overlap(overlap, model, clip_frames)
-    device, dtype = _model_device_dtype(model)
-    amp = _Autocast(device, autocast_dtype)
+    check_clip_overlap(overlap, model)
+    device, dtype = model.device, model.dtype
+    clip_frames = model.frame_layout.clip_frames
     encoder = ChunkEncoder(model, tile, tile_overlap)
     stride = clip_frames - overlap
     window: list[np.ndarray] = []
@@ -396,20 +376,13 @@ def _overlapping_clips(
     latent_count = 0
     ran = False
 
-    def run(clip: list[np.ndarray], first: int) -> LatentChunk:
+    def run(clip: list[np.ndarray], first: int) -> EncodedChunk:
         nonlocal latent_count, ran
         ran = True
-        with torch.no_grad(), amp:
+        with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(frames_to_tensor(clip, device, dtype))
-        c = LatentChunk(
-            latent=out.latent[0].float().cpu(),
-            indices=None if out.indices is None else out.indices[0].cpu(),
-            first_latent=latent_count,
-            first_frame=first,
-            end_frame=first + clip_frames,
-            segment_start=True,
-        )
-        latent_count += out.latent.shape[2]
+        c = EncodedChunk(_per_sample(out), latent_count, first, first + clip_frames, True)
+        latent_count += _steps(model, out.latents, batched=True)
         return c
 
     for frame in frames:
@@ -422,9 +395,44 @@ def _overlapping_clips(
         yield run(window + [window[-1]] * (clip_frames - len(window)), start)
 
 
+def _to_model(
+    model: Tokenizer, latents: Mapping[str, torch.Tensor], device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """A chunk's per-sample latents as a batch of one on the model's device (floats in its dtype)."""
+    return {
+        k: v.unsqueeze(0).to(device=device, dtype=None if v.dtype == torch.int64 else dtype)
+        for k, v in latents.items()
+    }
+
+
+class _ClipFader:
+    """Non-causal clips in order: emits each clip's frames, cross-fading the frames two clips share."""
+
+    def __init__(self) -> None:
+        self.held: torch.Tensor | None = None  # the previous clip's frames not yet emitted
+        self.held_first = 0
+
+    def push(self, out: torch.Tensor, first_frame: int) -> Iterator[tuple[int, torch.Tensor]]:
+        held = self.held
+        if held is not None and first_frame < self.held_first + held.shape[2]:
+            # cross-fade the frames both clips cover, linearly from the old clip to the new one
+            n = self.held_first + held.shape[2] - first_frame
+            yield self.held_first, held[:, :, :-n]
+            w = (torch.arange(1, n + 1, dtype=out.dtype) / (n + 1)).view(1, 1, n, 1, 1)
+            out = torch.cat([held[:, :, -n:] * (1 - w) + out[:, :, :n] * w, out[:, :, n:]], dim=2)
+        elif held is not None:
+            yield self.held_first, held
+        self.held, self.held_first = out, first_frame
+
+    def flush(self) -> Iterator[tuple[int, torch.Tensor]]:
+        if self.held is not None:
+            yield self.held_first, self.held
+            self.held = None
+
+
 def decode_chunks(
-    model: VidTokModel,
-    chunks: Iterable[LatentChunk],
+    model: Tokenizer,
+    chunks: Iterable[EncodedChunk],
     autocast_dtype: torch.dtype | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
@@ -433,54 +441,41 @@ def decode_chunks(
 
     Frames are those of the padded sequence; the caller trims padding. ``tile``: see ``encode_frames``.
     """
-    device, dtype = _model_device_dtype(model)
-    amp = _Autocast(device, autocast_dtype)
+    device, dtype = model.device, model.dtype
     decoder = ChunkDecoder(model, tile, tile_overlap)
-    held: torch.Tensor | None = None  # non-causal overlap: the previous clip's frames not yet emitted
-    held_first = 0
+    fader = _ClipFader()
     next_frame = 0
-    last_z = torch.zeros(0)
+    last_z: dict[str, torch.Tensor] = {}
 
-    def emit(x: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
-        nonlocal next_frame
+    def emit(first: int, x: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
         if x.shape[2]:
-            frames = tensor_to_frames(x)
-            yield next_frame, frames
-            next_frame += frames.shape[0]
+            yield first, tensor_to_frames(x)
+
+    def flush_stream() -> Iterator[tuple[int, np.ndarray]]:
+        empty = {k: v[:, :, :0] if v.dtype != torch.int64 else v[:, :0] for k, v in last_z.items()}
+        with torch.no_grad(), autocast(device, autocast_dtype):
+            x = decoder(empty, final=True)
+        yield from emit(next_frame, x)
 
     for chunk in chunks:
-        z = chunk.latent.unsqueeze(0).to(device=device, dtype=dtype)
-        if chunk.indices is not None:
-            z = model.indices_to_latent(chunk.indices.unsqueeze(0).to(device)).to(dtype)
-        with torch.no_grad(), amp:
-            if not model.cfg.causal:
+        z = _to_model(model, chunk.latents, device, dtype)
+        if not model.frame_layout.causal:
+            with torch.no_grad(), autocast(device, autocast_dtype):
                 out = decoder(z).float()
-                if held is not None and chunk.first_frame < held_first + held.shape[2]:
-                    # cross-fade the frames both clips cover, linearly from the old clip to the new one
-                    n = held_first + held.shape[2] - chunk.first_frame
-                    next_frame = held_first
-                    yield from emit(held[:, :, :-n])
-                    w = (torch.arange(1, n + 1, dtype=out.dtype) / (n + 1)).view(1, 1, n, 1, 1)
-                    out = torch.cat([held[:, :, -n:] * (1 - w) + out[:, :, :n] * w, out[:, :, n:]], dim=2)
-                    held_first = chunk.first_frame
-                elif held is not None:
-                    next_frame = held_first
-                    yield from emit(held)
-                    held_first = chunk.first_frame
-                else:
-                    held_first = chunk.first_frame
-                held = out
-                continue
-            if chunk.segment_start:
-                if decoder.started:
-                    yield from emit(decoder(last_z[:, :, :0], final=True))
-                decoder.reset()
-                next_frame = chunk.first_frame
-            last_z = z
-            yield from emit(decoder(z))
-    if held is not None:
-        next_frame = held_first
-        yield from emit(held)
+            for first, x in fader.push(out, chunk.first_frame):
+                yield from emit(first, x)
+            continue
+        if chunk.segment_start:
+            if decoder.started:
+                yield from flush_stream()
+            decoder.reset()
+            next_frame = chunk.first_frame
+        last_z = z
+        with torch.no_grad(), autocast(device, autocast_dtype):
+            x = decoder(z)
+        yield from emit(next_frame, x)
+        next_frame += x.shape[2]
+    for first, x in fader.flush():
+        yield from emit(first, x)
     if decoder.started:
-        with torch.no_grad(), amp:
-            yield from emit(decoder(last_z[:, :, :0], final=True))
+        yield from flush_stream()

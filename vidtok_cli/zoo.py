@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidtok_cli.arch.config import ArchConfigError, VidTokConfig
+from vidtok_cli import families
 from vidtok_cli.errors import ConfigError, ModelNotFoundError
 
 if sys.version_info >= (3, 11):
@@ -140,15 +140,11 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     @functools.cached_property
-    def config(self) -> VidTokConfig:
-        """The architecture config built from the card's ``[architecture]`` table."""
-        if self.family != "vidtok":
-            raise ConfigError(
-                f"model card {self.path}: {self.name} is a {self.family!r} model, not a VidTok config"
-            )
+    def config(self) -> Any:
+        """The architecture config of the card's family, built from its ``[architecture]`` table."""
         try:
-            return VidTokConfig.from_dict(dict(self.architecture))
-        except (ArchConfigError, TypeError, ValueError) as exc:
+            return families.get(self.family).config_from_dict(dict(self.architecture))
+        except (ConfigError, TypeError, ValueError) as exc:
             raise ConfigError(f"model card {self.path}: [architecture]: {exc}") from exc
 
     @property
@@ -165,7 +161,7 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view of the card (the architecture config included under ``config``)."""
-        config = self.config.to_dict() if self.family == "vidtok" else dict(self.architecture)
+        config = self.config.to_dict()
         return {
             "name": self.name,
             "family": self.family,
@@ -309,19 +305,23 @@ def _parse_card(path: Path, data: dict[str, Any]) -> ModelCard:
             raise top.fail(f"[metrics]: {key!r} must be a number or a string, got {value!r}")
 
     architecture = dict(top.get("architecture", dict))
-    if family == "vidtok":
-        codebook_size = _check_against_config(
-            top,
-            architecture,
-            version=version,
-            causal=causal,
-            temporal_factor=temporal_factor,
-            spatial_factor=spatial_factor,
-            regularizer=regularizer,
-            latent_channels=latent_channels,
-            fsq_levels=fsq_levels,
-            codebook_size=codebook_size,
-        )
+    try:
+        families.get(family)
+    except ConfigError as exc:
+        raise top.fail(str(exc)) from exc
+    codebook_size = _check_against_config(
+        family,
+        top,
+        architecture,
+        version=version,
+        causal=causal,
+        temporal_factor=temporal_factor,
+        spatial_factor=spatial_factor,
+        regularizer=regularizer,
+        latent_channels=latent_channels,
+        fsq_levels=fsq_levels,
+        codebook_size=codebook_size,
+    )
     return ModelCard(
         name=name,
         family=family,  # type: ignore[arg-type]
@@ -349,22 +349,25 @@ def _parse_card(path: Path, data: dict[str, Any]) -> ModelCard:
     )
 
 
-def _check_against_config(top: _Fields, architecture: dict[str, Any], **declared: Any) -> int | None:
-    """The declared summary fields of a VidTok card must agree with its [architecture] table.
-
-    Returns the codebook size (taken from the architecture when the card does not declare it).
+def _check_against_config(
+    family: str, top: _Fields, architecture: dict[str, Any], **declared: Any
+) -> int | None:
+    """The declared summary fields of a card must agree with its [architecture] table (the fields the
+    family's config defines). Returns the codebook size (from the architecture when the card gives none).
     """
     try:
-        cfg = VidTokConfig.from_dict(dict(architecture))
-    except (ArchConfigError, TypeError, ValueError) as exc:
+        cfg = families.get(family).config_from_dict(dict(architecture))
+    except (ConfigError, TypeError, ValueError) as exc:
         raise top.fail(f"[architecture]: {exc}") from exc
     codebook_size = declared.pop("codebook_size")
     for key, got in declared.items():
+        if not hasattr(cfg, key):
+            continue
         want = getattr(cfg, key)
         if got != want:
             raise top.fail(f"{key} = {got!r} disagrees with the [architecture] table, which gives {want!r}")
-    if codebook_size is None:
-        return cfg.codebook_size
+    if codebook_size is None or not hasattr(cfg, "codebook_size"):
+        return codebook_size if codebook_size is not None else getattr(cfg, "codebook_size", None)
     if codebook_size != cfg.codebook_size:
         raise top.fail(
             f"codebook_size = {codebook_size} disagrees with the [architecture] table, "

@@ -48,7 +48,9 @@ def synthetic_clip(path: Path, frames: int, width: int, height: int, audio_secon
             t = np.arange(n) / 48000.0
             pcm = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
             for s in range(0, n, 1024):
-                fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, s : s + 1024]), format="fltp", layout="mono")
+                fr = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(pcm[:, s : s + 1024]), format="fltp", layout="mono"
+                )
                 fr.sample_rate = 48000
                 fr.pts = s
                 fr.time_base = Fraction(1, 48000)
@@ -80,9 +82,13 @@ def main() -> None:
         src2 = tmp / "clip.mp4"
         synthetic_clip(src2, 13, 48, 64, 0.0)
         name = "vidtok_fsq_causal_488_262144"
-        conv = convert_checkpoint(VIDTOK_REF / name / "model.ckpt", tmp / f"{name}.safetensors", config=fixture_config(name))
+        conv = convert_checkpoint(
+            VIDTOK_REF / name / "model.ckpt", tmp / f"{name}.safetensors", config=fixture_config(name)
+        )
         fsq = load_model(conv, device="cpu")
-        codec.encode_file(src2, HERE / "fsq.vtok", fsq, segment_frames=9, chunk_frames=4, device="cpu", force=True)
+        codec.encode_file(
+            src2, HERE / "fsq.vtok", fsq, segment_frames=9, chunk_frames=4, device="cpu", force=True
+        )
         for stem, weights in (("kl_audio", None), ("fsq", conv)):
             path = HERE / f"{stem}.vtok"
             out = tmp / f"{stem}_png"

@@ -2,42 +2,21 @@
 
 Its "latent" (3 channels, t = 1 + (T - 1) / 4 frames, H/8 x W/8) has the layout of a causal 4x8x8
 tokenizer's; decoding upsamples each kept frame bilinearly by 8 and interpolates linearly in time
-between kept frames. It has the encode/decode/encode_chunk/decode_chunk interface of `VidTokModel`, so
-`vidtok bench --baseline` measures it by exactly the same protocol as a model.
+between kept frames. It streams like a causal model (``encode_chunk``/``decode_chunk`` with a state), so
+the trivial family (``--model trivial``) passes through the same streaming, file and bench code as a model.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .arch.layers import StreamState
-from .arch.vidtok import EncodeOutput
+from .layers import StreamState
+from .vidtok import EncodeOutput
 
-
-@dataclass(frozen=True)
-class TrivialConfig:
-    """The fields of `VidTokConfig` the streaming and bench code read."""
-
-    causal: bool = True
-    time_downsample_factor: int = 4
-    spatial_factor: int = 8
-    z_channels: int = 3
-    in_channels: int = 3
-    regularizer: str = "kl"
-    fsq_levels: tuple[int, ...] = field(default_factory=tuple)
-    version: str = "v1.0"
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "family": "baseline-trivial",
-            "causal": True,
-            "time_downsample_factor": 4,
-            "spatial_factor": 8,
-        }
+TEMPORAL_FACTOR = 4
+SPATIAL_FACTOR = 8
 
 
 class TrivialCodec(nn.Module):
@@ -45,28 +24,26 @@ class TrivialCodec(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.cfg = TrivialConfig()
         # a parameter so that device/dtype queries work like on a model; it carries no information
         self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
-        self.card = {"name": "baseline-trivial", "description": "every 4th frame, 8x bilinear down/up"}
 
     def _down(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
-        f = self.cfg.spatial_factor
+        f = SPATIAL_FACTOR
         y = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         y = F.interpolate(y, size=(h // f, w // f), mode="bilinear", align_corners=False, antialias=True)
         return y.reshape(b, t, c, h // f, w // f).permute(0, 2, 1, 3, 4)
 
     def _up(self, z: Tensor) -> Tensor:
         b, c, t, h, w = z.shape
-        f = self.cfg.spatial_factor
+        f = SPATIAL_FACTOR
         y = z.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         y = F.interpolate(y, size=(h * f, w * f), mode="bilinear", align_corners=False)
         return y.reshape(b, t, c, h * f, w * f).permute(0, 2, 1, 3, 4)
 
     def _between(self, a: Tensor, b: Tensor) -> Tensor:
         """The tdf frames after ``a`` up to and including ``b``, linearly interpolated."""
-        n = self.cfg.time_downsample_factor
+        n = TEMPORAL_FACTOR
         w = (torch.arange(1, n + 1, dtype=a.dtype, device=a.device) / n).view(1, 1, n, 1, 1)
         return a * (1 - w) + b * w
 
@@ -74,7 +51,7 @@ class TrivialCodec(nn.Module):
         self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None
     ) -> EncodeOutput:
         """Keeps frames 0, 4, 8, ... at 1/8 size; (B, 3, T, H, W) -> (B, 3, 1 + (T-1)//4, H/8, W/8)."""
-        z = self._down(x[:, :, :: self.cfg.time_downsample_factor])
+        z = self._down(x[:, :, ::TEMPORAL_FACTOR])
         return EncodeOutput(z, None, torch.cat([z, torch.zeros_like(z)], dim=1))
 
     def decode(self, latent: Tensor) -> Tensor:
@@ -92,7 +69,7 @@ class TrivialCodec(nn.Module):
         """Streaming `encode`: the kept frames among the next ones of the stream."""
         state = state or StreamState()
         start = state.counters.get("frames", 0)
-        n = self.cfg.time_downsample_factor
+        n = TEMPORAL_FACTOR
         first = (-start) % n
         state.counters["frames"] = start + x.shape[2]
         return self.encode(x[:, :, first:]) if first < x.shape[2] else self.encode(x[:, :, :0]), state
@@ -120,7 +97,7 @@ class TrivialCodec(nn.Module):
     def regularize(
         self, moments: Tensor, sample: bool = False, generator: torch.Generator | None = None
     ) -> EncodeOutput:
-        z = moments[:, : self.cfg.z_channels]
+        z = moments[:, :3]
         return EncodeOutput(z, None, moments)
 
     def indices_to_latent(self, indices: Tensor) -> Tensor:

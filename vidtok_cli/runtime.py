@@ -1,0 +1,88 @@
+"""Where and how models run: the device, the precision (fp32 / bf16 / fp16 autocast) and the TF32 policy.
+
+``--device auto`` picks CUDA when present. ``--precision auto`` is bf16 autocast on CUDA and float32 on the
+CPU; ``fp32`` runs in float32 with TF32 off (results comparable with the official float32 code);
+``bf16``/``fp16`` run the model under autocast (weights stay float32). Nothing here changes global torch
+state except inside the context managers it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .dtypes import SHORT, canonical_dtype
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(device: Any = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
+    import torch
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise UsageError(f"unknown device {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda was asked for but CUDA is not available")
+    return dev
+
+
+def torch_dtype(name: Any) -> torch.dtype:
+    """The torch dtype of ``fp32``/``bf16``/``fp16`` (or long names, or a torch dtype)."""
+    import torch
+
+    if isinstance(name, torch.dtype):
+        return name
+    return getattr(torch, canonical_dtype(name))
+
+
+def compute_dtype(precision: Any, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``--precision`` on ``device``; None means plain float32."""
+    import torch
+
+    if precision is None or str(precision) == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if isinstance(precision, str) and precision not in PRECISIONS and precision not in SHORT:
+        canonical_dtype(precision, "precision")  # raises with the accepted names
+    dt = torch_dtype(precision)
+    return None if dt == torch.float32 else dt
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for a compute dtype (None: fp32)."""
+    return "fp32" if dtype is None else SHORT[str(dtype).removeprefix("torch.")]
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """Autocast to ``dtype`` on ``device`` (CUDA or CPU); nothing when ``dtype`` is None."""
+    if dtype is None:
+        yield
+        return
+    import torch
+
+    with torch.autocast(device.type, dtype=dtype):
+        yield
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 matmuls and convolutions on CUDA on or off inside the block; the previous setting after it."""
+    import torch
+
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
