@@ -21,15 +21,11 @@ from vidtok_cli.errors import UsageError, WeightsUnavailableError
 from vidtok_cli.metrics.lpips import LPIPS
 from vidtok_cli.train import data as datamod
 from vidtok_cli.train import losses
+from vidtok_cli.train.config import TrainConfig, lr_factor
 from vidtok_cli.train.discriminator import build_discriminator
-from vidtok_cli.train.trainer import (
-    TrainConfig,
-    enable_gradient_checkpointing,
-    find_checkpoint,
-    lr_factor,
-    resume_config,
-    train,
-)
+from vidtok_cli.train.run_dir import find_checkpoint
+from vidtok_cli.train.setup import enable_gradient_checkpointing
+from vidtok_cli.train.trainer import resume_config, train
 
 from .test_cli import run
 from .test_video import make_video

@@ -453,7 +453,8 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output or summary."),
 ) -> None:
     """Train or fine-tune a VidTok tokenizer (one process, or many under torchrun)."""
-    from .train.trainer import TrainConfig, resume_config, train
+    from .train.config import TrainConfig
+    from .train.trainer import resume_config, train
 
     options = {k: v for k, v in ctx.params.items() if k != "as_json"}
     options["fps"] = fps or None

@@ -1,0 +1,290 @@
+"""The models of a training run: where the autoencoder comes from (``--config``, ``--model``, ``--init``
+or ``--resume``), how it is prepared (posterior log-variance, freezing, gradient checkpointing), the
+``Autoencoder`` that DDP wraps and the perceptual loss network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..arch.config import VidTokConfig
+from ..arch.layers import FrameAttention, ResnetBlock2D, ResnetBlock3D, StreamState, TemporalResBlock
+from ..arch.regularizers import FSQ
+from ..arch.vidtok import VidTokModel, build_model
+from ..errors import ConfigError, UsageError, WeightsUnavailableError
+from .config import TrainConfig
+from .run_dir import find_checkpoint, load_state
+from .trivial_init import trivial_init_
+
+__all__ = [
+    "TRIVIAL_INIT",
+    "Autoencoder",
+    "ModelSource",
+    "check_clip_length",
+    "enable_gradient_checkpointing",
+    "init_posterior_logvar",
+    "last_layer",
+    "load_perceptual",
+    "model_for_resume",
+    "model_from_options",
+    "prepare_model",
+    "set_global_tf32_and_cudnn_benchmark",
+]
+
+TRIVIAL_INIT = "trivial"  # --init keyword: start from weights that compute the trivial codec
+
+
+def set_global_tf32_and_cudnn_benchmark(device: torch.device) -> None:
+    """On CUDA, switches on cuDNN autotuning and TF32 matmuls/convolutions for the whole process.
+
+    A global side effect of building a Trainer (every later float32 matmul in the process uses TF32).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+# ---------------------------------------------------------------------------- where the weights come from
+
+
+@dataclass
+class ModelSource:
+    """The autoencoder a run starts from, on CPU in float32.
+
+    ``state``: the training state saved with the weights (the checkpoint resumed, or the run given to
+    ``--init``), if any. ``base_name``: the name of what the run starts from, for its model card.
+    """
+
+    model: VidTokModel
+    arch: VidTokConfig
+    from_scratch: bool
+    base_name: str | None = None
+    state: dict[str, Any] | None = None
+
+
+def model_for_resume(ckpt: Path) -> ModelSource:
+    """The weights and training state of the checkpoint directory ``ckpt``."""
+    model, arch = _load_weights(ckpt / "model.safetensors", None)
+    state = load_state(ckpt / "state.pt")
+    return ModelSource(model, arch, bool(state.get("from_scratch", False)), state.get("base_name"), state)
+
+
+def model_from_options(cfg: TrainConfig) -> ModelSource:
+    """The starting model of a new run: ``--model`` / ``--init`` weights (checked against ``--config``
+    when given), the trivial codec (``--init trivial``) or a random initialisation of ``--config``."""
+    explicit, base_name = arch_from_config(cfg.config) if cfg.config else (None, None)
+    trivial = cfg.init == TRIVIAL_INIT and not Path(cfg.init).exists()
+    ref = None if trivial else cfg.init or cfg.model
+    if ref is not None:
+        return _init_from(ref, explicit, base_name)
+    if explicit is None:  # only --init trivial gets here without --config
+        raise UsageError("--init trivial needs --config (the architecture to initialise)")
+    torch.manual_seed(cfg.seed)
+    model = build_model(explicit)
+    if trivial:
+        logvar = -10.0 if cfg.posterior_logvar_init is None else cfg.posterior_logvar_init
+        try:
+            trivial_init_(model, logvar=logvar)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        base_name = "the trivial codec"
+    return ModelSource(model, explicit, not trivial, base_name)
+
+
+def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
+    """Architecture from a card TOML (weights not needed), an official YAML/JSON or a zoo name, and the
+    name of that source."""
+    from ..loading import resolve_config
+
+    p = Path(config).expanduser()
+    if p.is_file() and p.suffix.lower() == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{p}: cannot read the card: {str(e).splitlines()[0]}") from e
+        arch = data.get("architecture")
+        if not isinstance(arch, dict):
+            raise ConfigError(f"{p}: the card has no [architecture] table")
+        try:
+            cfg = VidTokConfig.from_dict(dict(arch))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{p}: [architecture]: {e}") from e
+        return cfg, str(data.get("name") or p.stem)
+    cfg, card = resolve_config(config)
+    assert cfg is not None
+    return cfg, card.name if card is not None else p.stem
+
+
+def _load_weights(path: Path, explicit: VidTokConfig | None) -> tuple[VidTokModel, VidTokConfig]:
+    from ..loading import load_model
+
+    model = load_model(path, config=explicit, device="cpu", dtype="float32")
+    return model, model.cfg
+
+
+def _init_from(ref: str, explicit: VidTokConfig | None, base_name: str | None) -> ModelSource:
+    """Initial weights from a zoo name, a weights file or a run directory (plus, for a run, its training
+    state: discriminator and output log-variance). ``base_name`` stays for a run without a state."""
+    from ..loading import load_model
+
+    p = Path(ref).expanduser()
+    state: dict[str, Any] | None = None
+    if p.is_dir():
+        ckpt = find_checkpoint(p) if not (p / "model.safetensors").is_file() else p
+        model, arch = _load_weights(ckpt / "model.safetensors", explicit)
+        if (ckpt / "state.pt").is_file():
+            state = load_state(ckpt / "state.pt")
+            base_name = state.get("base_name")
+    else:
+        model = load_model(ref, config=explicit, device="cpu", dtype="float32")
+        arch = model.cfg
+        base_name = (model.card or {}).get("name")
+    if explicit is not None and explicit != arch:
+        raise ConfigError(f"--config describes another architecture than the weights of {ref}")
+    for prm in model.parameters():
+        prm.requires_grad_(True)
+    return ModelSource(model, arch, False, base_name, state)
+
+
+# ---------------------------------------------------------------------------- preparing the model
+
+
+def check_clip_length(a: VidTokConfig, frames: int, option: str) -> None:
+    """UsageError unless clips of ``frames`` frames fit the temporal factor of ``a``."""
+    if a.causal and (frames - 1) % a.time_downsample_factor:
+        raise UsageError(
+            f"{option} {frames}: a causal model with temporal factor {a.time_downsample_factor} takes "
+            f"1 + k*{a.time_downsample_factor} frames (e.g. {1 + 4 * a.time_downsample_factor})"
+        )
+    if not a.causal and frames % a.time_downsample_factor:
+        raise UsageError(
+            f"{option} {frames}: a non-causal model takes multiples of {a.time_downsample_factor} frames"
+        )
+
+
+def init_posterior_logvar(model: VidTokModel, z_channels: int, value: float) -> None:
+    """Sets the bias of the encoder's log-variance outputs (KL) to ``value``."""
+    conv = model.encoder.conv_out
+    conv = conv.conv if hasattr(conv, "conv") else conv
+    with torch.no_grad():
+        conv.bias[z_channels:].fill_(value)
+
+
+def prepare_model(model: VidTokModel, cfg: TrainConfig, device: torch.device) -> VidTokModel:
+    """The model on ``device`` in float32 and training mode, frozen parts and checkpointing applied."""
+    model = model.to(device, torch.float32).train()
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    if cfg.freeze_decoder:
+        model.decoder.requires_grad_(False)
+    if cfg.grad_checkpointing:
+        enable_gradient_checkpointing(model)
+    return model
+
+
+def enable_gradient_checkpointing(model: VidTokModel) -> int:
+    """Recompute every residual/attention block in the backward pass instead of storing activations.
+
+    Valid for whole-clip training (each block then starts with empty causal caches, so running it on a
+    fresh ``StreamState`` gives the same numbers). Returns the number of wrapped blocks.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    n = 0
+    for m in model.modules():
+        if getattr(m, "_vidtok_ckpt", False):
+            continue
+        if isinstance(m, (ResnetBlock2D, FrameAttention)):
+            plain = m.forward
+
+            def fwd(x: Tensor, _f: Callable[..., Tensor] = plain) -> Tensor:
+                return checkpoint(_f, x, use_reentrant=False)
+
+        elif isinstance(m, (TemporalResBlock, ResnetBlock3D)):
+            plain = m.forward
+
+            def fwd(x: Tensor, state: StreamState, _f: Callable[..., Tensor] = plain) -> Tensor:  # type: ignore[misc]
+                final = state.final
+                return checkpoint(lambda y: _f(y, StreamState(final=final)), x, use_reentrant=False)
+
+        else:
+            continue
+        m.forward = fwd  # type: ignore[method-assign]
+        m._vidtok_ckpt = True  # type: ignore[attr-defined]
+        n += 1
+    return n
+
+
+def last_layer(model: VidTokModel) -> Tensor:
+    """The decoder's output convolution weight (the adaptive GAN weight is computed on it)."""
+    conv = model.decoder.conv_out
+    return conv.conv.weight if hasattr(conv, "conv") else conv.weight
+
+
+class Autoencoder(nn.Module):
+    """What DDP wraps on the generator side: the VidTok model plus the learned output log-variance."""
+
+    def __init__(self, model: VidTokModel, logvar_init: float = 0.0, learn_logvar: bool = True):
+        super().__init__()
+        self.model = model
+        self.logvar = nn.Parameter(torch.tensor(float(logvar_init)), requires_grad=learn_logvar)
+
+    def forward(
+        self,
+        x: Tensor,
+        sample: bool,
+        noise: torch.Generator | None,
+        logvar_max: float | None,
+        frozen_encoder: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(reconstruction, encoder moments, latent fed to the decoder)."""
+        m = self.model
+        with torch.no_grad() if frozen_encoder else contextlib.nullcontext():
+            enc = m.encode(x)
+        moments = enc.moments
+        if isinstance(m.regularization, FSQ):
+            latent = enc.latent
+        else:
+            mean, logvar = moments.chunk(2, dim=1)
+            hi = 20.0 if logvar_max is None else min(20.0, logvar_max)
+            logvar = logvar.clamp(-30.0, hi)
+            latent = mean
+            if sample:
+                eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=torch.float32)
+                latent = mean + torch.exp(0.5 * logvar) * eps.to(mean.dtype)
+            moments = torch.cat([mean, logvar], dim=1)
+        return m.decode(latent), moments, latent
+
+
+# ---------------------------------------------------------------------------- the perceptual loss
+
+
+def load_perceptual(weights_dir: str | None, device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+    """The bench's VGG LPIPS, frozen, for the perceptual loss term."""
+    hint = "or pass --perceptual-weight 0 to train without the perceptual loss"
+    try:
+        from ..metrics.lpips import load_lpips  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise WeightsUnavailableError(
+            f"the LPIPS perceptual loss is not available in this installation (vidtok_cli.metrics.lpips); {hint}"
+        ) from e
+    try:
+        lp = load_lpips(weights_dir=weights_dir, device=device)
+    except WeightsUnavailableError as e:
+        raise WeightsUnavailableError(f"{e}; {hint}") from e
+    lp.eval()
+    lp.requires_grad_(False)
+    return lp
