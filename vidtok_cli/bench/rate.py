@@ -1,0 +1,65 @@
+"""The rate: latents or tokens written into real .vtok files, whose size is the rate (codecs: ``vidtok_cli.rd``)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .subject import _Subject
+
+
+class _Rate:
+    """Writes latents/tokens into real .vtok files in a scratch folder and reports their sizes."""
+
+    def __init__(self, subject: _Subject, tmpdir: Path, fps: float) -> None:
+        self.s = subject
+        self.dir = tmpdir
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self._n = 0
+
+    @property
+    def active(self) -> bool:
+        return self.s.mode is not None
+
+    def open(self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int) -> Any:
+        from .. import vtok
+
+        header = vtok.make_header(
+            model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, mode=self.s.mode,
+            latent_channels=self.s.model.cfg.z_channels, latent_height=lat_h, latent_width=lat_w,
+            temporal_factor=self.s.tdf if self.s.causal else 4, spatial_factor=self.s.sf, width=width,
+            height=height, fps=self.fps, latent_dtype="float16", fsq_levels=self.s.levels,
+            frames_per_record=frames_per_record, causal=self.s.causal, source_file="bench",
+        )  # fmt: skip
+        self._n += 1
+        path = self.dir / f"r{self._n}.vtok"
+        return vtok.VtokWriter(path, header, force=True)
+
+    def write(
+        self, writer: Any, latent: torch.Tensor, indices: torch.Tensor | None, f0: int, f1: int, l0: int
+    ) -> int:
+        """Write one chunk; returns the ideal bits n_tokens*log2(K) for tokens (0 for latents)."""
+        if self.s.mode == "tokens":
+            assert indices is not None
+            idx = indices[0].cpu().numpy()
+            writer.write_tokens(idx, f0, f1, l0)
+            return int(idx.size)
+        writer.write_latents(latent[0].float().cpu().numpy(), f0, f1, l0)
+        return 0
+
+    def ideal_bits(self, n_tokens: int) -> float | None:
+        if self.s.mode != "tokens" or self.s.levels is None:
+            return None
+        return n_tokens * math.log2(math.prod(self.s.levels))
+
+    @staticmethod
+    def finish(writer: Any, frames: int) -> int:
+        writer.close(header_updates={"source": {"frame_count": frames}})
+        size = writer.path.stat().st_size
+        writer.path.unlink(missing_ok=True)
+        return int(size)

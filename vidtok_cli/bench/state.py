@@ -1,0 +1,184 @@
+"""The run state: per-video and overall accumulators, scoring a clip, and the loop over independent clips."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .clips import _from_model, _iter_clips, _model_input, _prepare, _to_u8, _VideoPlan
+from .config import BenchConfig
+from .rate import _Rate
+from .result import BenchResult
+from .samples import _Samples
+from .scoring import _finite, _Mean, _Metrics, score_frames
+from .speed import _Speed, _timed
+from .subject import _Subject
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class _VideoState:
+    """Per-video running sums."""
+
+    def __init__(self, plan: _VideoPlan) -> None:
+        self.plan = plan
+        self.mean = _Mean()
+        self.clips = 0
+        self.frames = 0
+        self.padded = 0
+        self.sampled = 0
+        self.bytes = 0
+        self.tokens = 0
+        self.pixels = 0
+        self.height = self.width = 0
+
+    def record(self, subject: _Subject) -> dict[str, Any]:
+        p = self.plan
+        d: dict[str, Any] = {
+            "video": str(p.path), "name": p.name, "source_width": p.width, "source_height": p.height,
+            "source_fps": f"{p.src_fps.numerator}/{p.src_fps.denominator}", "interval": p.interval,
+            "sample_fps": p.sample_fps, "frames_sampled": self.sampled, "clips": self.clips,
+            "frames_scored": self.frames, "frames_padded": self.padded, "width": self.width, "height": self.height,
+        }  # fmt: skip
+        d.update({k: _finite(v) for k, v in self.mean.means().items()})
+        if self.bytes and self.pixels:
+            d["vtok_bytes"] = self.bytes
+            d["bpp"] = 8 * self.bytes / self.pixels
+            if subject.mode == "tokens" and self.tokens:
+                d["tokens"] = self.tokens
+                d["bpp_ideal"] = self.tokens * math.log2(math.prod(subject.levels or [1])) / self.pixels
+        return d
+
+
+class _RunState:
+    """The loop over independent clips and the accumulators it (and the long-video loop) feeds."""
+
+    def __init__(self, cfg: BenchConfig, subject: _Subject, mets: _Metrics, result: BenchResult, speed: _Speed,
+                 overall: _Mean, fvd: Any, fvd_u8: Any, rd: Any, clip_frames: int) -> None:  # fmt: skip
+        self.cfg, self.s, self.m, self.result, self.speed = cfg, subject, mets, result, speed
+        self.overall, self.fvd, self.fvd_u8, self.rd = overall, fvd, fvd_u8, rd
+        self.clip_frames = clip_frames
+        self.totals = {"bytes": 0, "tokens": 0, "pixels": 0, "clips": 0, "frames": 0, "padded": 0}
+
+    # -- shared ------------------------------------------------------------------------------
+    def _score(self, vstate: _VideoState, gt: torch.Tensor, rec: torch.Tensor, n_real: int, clip_index: int,
+               first: int, extra: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+        """Score one clip (float and 8-bit), feed every accumulator, append the clip record."""
+        plan = vstate.plan
+        t = gt.shape[0]
+        cands = {"": rec}
+        rec_u8 = _to_u8(rec) if self.cfg.u8 else rec
+        if self.cfg.u8:
+            cands["_u8"] = rec_u8
+        values = score_frames(gt, cands, self.m.frame_metrics, self.m.lpips)
+        rec_d: dict[str, Any] = {
+            "video": plan.name, "clip": clip_index,
+            "first_frame": first * plan.interval, "last_frame": (first + n_real - 1) * plan.interval,
+            "frames": t, "padded": t - n_real,
+        }  # fmt: skip
+        per_frame: dict[str, list[float | None]] = {}
+        for suffix, vals in values.items():
+            for metric, arr in vals.items():
+                key = metric + suffix
+                rec_d[key] = _finite(float(arr.mean())) if arr.size else None
+                per_frame[key] = [_finite(float(x)) for x in arr]
+                vstate.mean.add(key, arr)
+                self.overall.add(key, arr)
+        rec_d.update(extra)
+        rec_d["per_frame"] = per_frame
+        if self.fvd is not None and t >= 10:
+            self._add_fvd(gt, rec, rec_u8)
+        vstate.clips += 1
+        vstate.frames += t
+        vstate.padded += t - n_real
+        vstate.height, vstate.width = gt.shape[-2:]
+        self.totals["clips"] += 1
+        self.totals["frames"] += t
+        self.totals["padded"] += t - n_real
+        self.result.clips.append(rec_d)
+        return rec_u8, rec_d
+
+    def _add_fvd(self, gt: torch.Tensor, rec: torch.Tensor, rec_u8: torch.Tensor) -> None:
+        """I3D features of the ground truth and the reconstruction (float and 8-bit) into the FVD sums."""
+        from ..metrics import i3d_features
+
+        real = gt.permute(1, 0, 2, 3).unsqueeze(0)
+        fr = i3d_features(self.m.i3d, real)
+        self.fvd.add_features(real=fr, fake=i3d_features(self.m.i3d, rec.permute(1, 0, 2, 3).unsqueeze(0)))
+        if self.cfg.u8:
+            self.fvd_u8.add_features(
+                real=fr, fake=i3d_features(self.m.i3d, rec_u8.permute(1, 0, 2, 3).unsqueeze(0))
+            )
+
+    def _add_rate(self, vstate: _VideoState, size: int, tokens: int, pixels: int) -> None:
+        """Count a .vtok file's bytes, tokens and pixels for the video and the run."""
+        vstate.bytes += size
+        vstate.tokens += tokens
+        vstate.pixels += pixels
+        self.totals["bytes"] += size
+        self.totals["tokens"] += tokens
+        self.totals["pixels"] += pixels
+
+    # -- independent clips (the paper's protocol) -----------------------------------------------
+    def clips(
+        self, plan: _VideoPlan, vstate: _VideoState, rate: _Rate, samples: _Samples | None
+    ) -> Iterator[int]:
+        import torch
+
+        for ci, (frames, n_real, first) in enumerate(_iter_clips(plan, self.clip_frames, self.cfg.max_clips)):
+            vstate.sampled += n_real
+            gt = _prepare(frames, self.cfg, self.s.device)
+            del frames
+            x, (h, w) = _model_input(gt, self.s.sf)
+            t = gt.shape[0]
+            with torch.no_grad():
+                self.speed.begin()
+                (latent, indices), enc_s = _timed(self.s.device, lambda x=x: self.s.encode(x))
+                y, dec_s = _timed(self.s.device, lambda latent=latent, t=t: self.s.decode(latent, t))
+                self.speed.end()
+            self.speed.add(enc_s, dec_s, t)
+            rec = _from_model(y)[..., :h, :w]
+            extra: dict[str, Any] = {"encode_s": enc_s, "decode_s": dec_s}
+            if self.cfg.rate and rate.active:
+                extra.update(self._clip_rate(vstate, rate, latent, indices, h, w, t))
+            del x, y, latent, indices
+            rec_u8, _ = self._score(vstate, gt, rec, n_real, ci, first, extra)
+            if self.rd is not None:
+                self._rd_clip(gt, plan, ci)
+            if samples is not None:
+                samples.add(gt[:n_real], rec_u8[:n_real], first)
+            yield ci
+
+    def _clip_rate(self, vstate: _VideoState, rate: _Rate, latent: torch.Tensor, indices: torch.Tensor | None,
+                   h: int, w: int, t: int) -> dict[str, Any]:  # fmt: skip
+        """Write one clip into its own .vtok file; its size, bpp and (tokens) ideal bpp for the clip record."""
+        writer = rate.open(w + (-w) % self.s.sf, h + (-h) % self.s.sf, latent.shape[-2], latent.shape[-1], t)
+        n_tok = rate.write(writer, latent, indices, 0, t, 0)
+        size = rate.finish(writer, t)
+        pixels = t * h * w
+        out: dict[str, Any] = {"vtok_bytes": size, "bpp": 8 * size / pixels}
+        if n_tok:
+            out.update(tokens=n_tok, bpp_ideal=rate.ideal_bits(n_tok) / pixels)
+        self._add_rate(vstate, size, n_tok, pixels)
+        return out
+
+    def _rd_clip(self, gt: torch.Tensor, plan: _VideoPlan, ci: int) -> None:
+        import torch
+
+        from ..rd import codec_round_trip
+
+        u8 = (gt * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        runs = {}
+        for codec in self.rd.codecs:
+            for crf in self.rd.crfs:
+                runs[(codec, crf)] = codec_round_trip(u8, codec, crf, preset=self.rd.preset, pix_fmt=self.rd.pix_fmt,
+                                                      fps=plan.sample_fps)  # fmt: skip
+        cands = {
+            f"{c}@{q}": torch.from_numpy(r.frames).to(gt.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+            for (c, q), r in runs.items()
+        }
+        values = score_frames(gt, cands, self.m.frame_metrics, self.m.lpips)
+        for (c, q), r in runs.items():
+            self.rd.add(c, q, r, values[f"{c}@{q}"], video=plan.name, clip=ci)
