@@ -46,6 +46,17 @@ def test_help_does_not_import_torch():
     assert proc.returncode == 0 and "models" in proc.stdout and "convert" in proc.stdout
 
 
+def test_cli_package_import_is_light():
+    code = (
+        "import vidtok_cli.cli, sys; print('torch' in sys.modules, 'av' in sys.modules, 'numpy' in sys.modules, "
+        "sorted(c.name for c in vidtok_cli.cli.app.registered_commands))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split(" [")[0] == "False False False"
+    assert "['bench', 'convert', 'decode', 'encode', 'info', 'models', 'train']" in proc.stdout
+
+
 def test_console_script_installed():
     from shutil import which
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bench.config import FRAME_METRICS
-from .bench.result import BenchResult
+from ..bench.config import FRAME_METRICS
+from ..bench.result import BenchResult
 
 
 def _cell(v: Any, metric: str, available: bool) -> str:

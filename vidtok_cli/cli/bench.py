@@ -1,0 +1,155 @@
+"""The ``vidtok bench`` command: reconstruction quality, speed and rate by the paper's protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .console import clip_progress, console
+
+
+@app.command("bench")
+def bench_cmd(
+    inputs: list[Path] = typer.Argument(
+        ..., help="Videos, folders (searched recursively) or CSV files with a 'videos' column."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Zoo name, weights file or run directory."),
+    protocol: str = typer.Option(
+        "vidtok",
+        "--protocol",
+        help="vidtok: the paper's (30 fps sampling, 256x256 centre crop, 17/16-frame clips, fp32); "
+        "custom: set --fps/--size/--frames/--crop/--dtype.",
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", help="custom: keep every round(src_fps/fps)-th frame (default 30; 0: every frame)."
+    ),
+    size: int | None = typer.Option(
+        None, "--size", help="custom: resize the short side (default 256; 0: native)."
+    ),
+    frames: int | None = typer.Option(
+        None, "--frames", help="custom: frames per clip (default 17 causal / 16 non-causal)."
+    ),
+    crop: str | None = typer.Option(None, "--crop", help="custom: center (default) or none."),
+    long_video: bool = typer.Option(
+        False, "--long-video", help="Stream whole videos through the causal encoder/decoder (v1.1 protocol)."
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Comma-separated psnr,ssim,lpips,fvd (default: all, skipping any whose weights are missing; "
+        "metrics named here must run).",
+    ),
+    lpips_weights: Path | None = typer.Option(
+        None, "--lpips-weights", help="Folder with the LPIPS weights (vgg.pth and vgg16.safetensors)."
+    ),
+    i3d_weights: Path | None = typer.Option(None, "--i3d-weights", help="I3D TorchScript file for FVD."),
+    max_clips: int | None = typer.Option(None, "--max-clips", help="At most this many clips per video."),
+    rd: str | None = typer.Option(None, "--rd", help="Rate-distortion against codecs: x264,x265."),
+    crf: str = typer.Option("18,23,28,33,38,43,48", "--crf", help="CRF sweep of --rd."),
+    preset: str = typer.Option("medium", "--preset", help="Codec preset of --rd."),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Write an RD plot PNG (needs --rd and matplotlib)."
+    ),
+    save_samples: Path | None = typer.Option(
+        None,
+        "--save-samples",
+        help="Folder for side-by-side MP4s and PNG frame grids, one of each per video.",
+    ),
+    json_out: str | None = typer.Option(
+        None,
+        "--json",
+        help="Write the full report (per clip, per video, protocol, hashes) as JSON; '-': stdout.",
+    ),
+    csv_out: Path | None = typer.Option(
+        None, "--csv", help="Write per-clip/per-video/overall values as CSV."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    dtype: str = typer.Option("fp32", "--dtype", help="custom: fp32, bf16 or fp16 (autocast)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    identity: bool = typer.Option(False, "--identity", hidden=True, help="Bench reconstruction = input."),
+    baseline: bool = typer.Option(
+        False,
+        "--baseline",
+        help="Bench the trivial codec (every 4th frame, 8x bilinear down/up) instead of a model.",
+    ),
+) -> None:
+    """Measure reconstruction quality (PSNR, SSIM, LPIPS, FVD), speed, memory and rate, by the paper's protocol.
+
+    Ctrl-C stops early and prints (and writes) the results gathered so far.
+    """
+    from ..bench import BENCH_METRICS, BenchConfig, IdentityModel, collect_videos, run_bench
+    from .bench_report import print_report
+    from ..loading import load_model, resolve_device
+
+    custom = {"--fps": fps, "--size": size, "--frames": frames, "--crop": crop,
+              "--dtype": None if dtype.lower() in ("fp32", "float32") else dtype}  # fmt: skip
+    if protocol == "vidtok" and any(v is not None for v in custom.values()):
+        given = ", ".join(k for k, v in custom.items() if v is not None)
+        raise UsageError(f"{given} cannot change the vidtok protocol; add --protocol custom")
+    if crop is not None and crop not in ("center", "none"):
+        raise UsageError(f"--crop must be center or none, got {crop!r}")
+    if plot is not None and not rd:
+        raise UsageError("--plot needs --rd")
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib, which is not installed; run `pip install 'vidtok[plot]'`"
+            ) from None
+    for out in (
+        p for p in (None if json_out in (None, "-") else Path(json_out), csv_out, plot) if p is not None
+    ):
+        if out.exists() and not force:
+            raise UsageError(f"{out} exists; pass --force to overwrite it")
+    wanted = tuple(m.strip().lower() for m in metrics.split(",") if m.strip()) if metrics else BENCH_METRICS
+    cfg = BenchConfig(
+        protocol=protocol,
+        fps=30.0 if fps is None else (fps or None),
+        size=256 if size is None else (size or None),
+        crop=(crop or ("center" if size is None or size else "none")) == "center",
+        frames=frames, long_video=long_video, metrics=wanted, strict_metrics=metrics is not None,
+        lpips_weights=None if lpips_weights is None else str(lpips_weights),
+        i3d_weights=None if i3d_weights is None else str(i3d_weights),
+        max_clips=max_clips, dtype=dtype, device=device,
+        rd_codecs=tuple(c for c in (rd or "").split(",") if c.strip()), rd_crfs=crf, rd_preset=preset,
+        save_samples=None if save_samples is None else str(save_samples), force=force,
+    )  # fmt: skip
+    if cfg.rd_codecs:
+        from ..rd import parse_codecs, parse_crfs
+
+        cfg.rd_codecs, cfg.rd_crfs = parse_codecs(cfg.rd_codecs), parse_crfs(crf)
+    cfg.validate()
+    videos = collect_videos(inputs)  # before loading a model: a wrong path is reported at once
+    if identity:
+        m = IdentityModel(device=str(resolve_device(device)))
+    elif baseline:
+        m = load_model("trivial", device=device)
+    else:
+        m = load_model(model, device=device)
+    err = console(stderr=True)
+    show = not quiet and json_out != "-"
+    with clip_progress(not show) as cb:
+        result = run_bench(videos, m, cfg, progress=cb)
+    for note in result.notes:
+        err.print(f"vidtok: warning: {note}", markup=False, highlight=False, soft_wrap=True)
+    if show:
+        print_report(result, console())
+    if json_out == "-":
+        typer.echo(result.to_json())
+    elif json_out:
+        result.to_json(json_out, force=force)
+    if csv_out is not None:
+        result.to_csv(csv_out, force=force)
+    if plot is not None and result.rd:
+        from ..rd import plot_rd
+
+        plot_rd(
+            result.rd, plot, force=force, title=f"{result.model.get('name')}: {result.protocol.get('name')}"
+        )
+    if result.partial:
+        raise typer.Exit(130)

@@ -1,0 +1,46 @@
+"""The ``vidtok decode`` command: a .vtok file back to video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .console import frame_progress, print_summary
+
+
+@app.command("decode")
+def decode_cmd(
+    src: Path = typer.Argument(..., help="A .vtok file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .mp4 (or a folder with --format png)."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="Decode with these weights instead of the file's model."
+    ),
+    crf: int = typer.Option(18, "--crf", help="x264 quality (lower is better)."),
+    preset: str = typer.Option("medium", "--preset", help="x264 preset."),
+    start_frame: int = typer.Option(0, "--start-frame", help="First frame to decode."),
+    frames: int | None = typer.Option(None, "--frames", help="Number of frames to decode."),
+    fmt: str = typer.Option("mp4", "--format", help="mp4 or png."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the stored audio."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda ..."),
+    tile: int | None = typer.Option(
+        None, "--tile", help="Decode overlapping spatial tiles of this many pixels (large frames)."
+    ),
+    tile_overlap: int | None = typer.Option(
+        None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Decode a .vtok file back into video."""
+    from ..codec import decode_file
+
+    with frame_progress(quiet or as_json, f"decode {src.name}") as cb:
+        summary = decode_file(
+            src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
+            fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
+            tile_overlap=tile_overlap,
+        )  # fmt: skip
+    print_summary(summary, as_json, quiet, f"decoded {src.name}")
