@@ -29,7 +29,7 @@ Modules: ``config`` (settings, metric lists, the protocol's description), ``vide
 ``subject`` (the model under test), ``clips`` (frames to clips), ``scoring`` (metrics and means),
 ``rate`` (.vtok sizes), ``samples`` (side-by-side files), ``speed`` (timing and memory), ``result``
 (BenchResult, JSON/CSV), ``state`` (accumulators and the clip loop), ``long_video`` (the streamed
-protocol), ``runner`` (``run_bench``). The terminal report is ``vidtok_cli.bench_report``.
+protocol), ``runner`` (``run_bench``). The terminal report is ``vidtok_cli.cli.bench_report``.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def bench_cmd(
     Ctrl-C stops early and prints (and writes) the results gathered so far.
     """
     from ..bench import BENCH_METRICS, BenchConfig, IdentityModel, collect_videos, run_bench
-    from .bench_report import print_report
     from ..loading import load_model, resolve_device
+    from .bench_report import print_report
 
     custom = {"--fps": fps, "--size": size, "--frames": frames, "--crop": crop,
               "--dtype": None if dtype.lower() in ("fp32", "float32") else dtype}  # fmt: skip
