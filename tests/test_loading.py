@@ -77,7 +77,7 @@ def test_convert_then_load_without_config(tmp_path, reference_output):
     with pytest.raises(VidtokError, match="exists"):
         convert_checkpoint(CKPT, out, config=fixture_config(NAME))
     convert_checkpoint(CKPT, out, config=fixture_config(NAME), dtype="bf16", force=True)
-    assert load_model(out, dtype="bf16").encoder.conv_in.conv.weight.dtype == torch.bfloat16
+    assert load_model(out, dtype="bf16").module.encoder.conv_in.conv.weight.dtype == torch.bfloat16
 
 
 def test_unknown_file_name_needs_a_config():

@@ -87,7 +87,7 @@ def test_kl_loss_matches(name, models):
     model = models(name)
     tensors, _ = fixture_io(name)
     with torch.no_grad():
-        kl = model.regularization.kl_loss(model.encode(tensors["x"]).moments)
+        kl = model.module.regularization.kl_loss(model.encode(tensors["x"]).moments)
     assert abs(kl.item() - tensors["kl_loss"].item()) <= 1e-4 * max(1.0, abs(tensors["kl_loss"].item()))
 
 
@@ -98,7 +98,7 @@ def test_fsq_aux_loss_matches(name, models):
     p = json.loads((VIDTOK_REF / name / "config.json").read_text())["regularizer"]["params"]
     weight_at_step_0 = p["entropy_loss_annealing_factor"] * p["entropy_loss_weight"]
     with torch.no_grad():
-        aux = model.regularization.aux_loss(model.encode(tensors["x"]).moments, weight_at_step_0,
+        aux = model.module.regularization.aux_loss(model.encode(tensors["x"]).moments, weight_at_step_0,
                                             p["commitment_loss_weight"])  # fmt: skip
     assert abs(aux.item() - tensors["aux_loss"].item()) < 1e-5
 

@@ -8,19 +8,14 @@ import torch
 
 from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.errors import UsageError
-from vidtok_cli.stream import (
-    Tiling,
-    decode_chunks,
-    encode_frames,
-    frames_to_tensor,
-    native_frame_count,
-    tile_spans,
-)
+from vidtok_cli.families.vidtok import VidTokTokenizer
+from vidtok_cli.frames import frames_to_tensor
+from vidtok_cli.stream import Tiling, decode_chunks, encode_frames, native_frame_count, tile_spans
 
 
 def _model(**kw):
     torch.manual_seed(0)
-    return build_model(VidTokConfig(ch=8, **kw)).eval()
+    return VidTokTokenizer(build_model(VidTokConfig(ch=8, **kw)).eval())
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,10 @@ def frames():
     return [np.roll(base, 2 * i, axis=1).astype(np.uint8) for i in range(13)]
 
 
-def _cat(chunks):
+def _cat(chunks, m=None):
+    """The decoder input of the chunks, in order (FSQ: the codes of the stored tokens)."""
+    if chunks[0].indices is not None:
+        return torch.cat([m.indices_to_latent(c.indices[None])[0] for c in chunks], dim=1)
     return torch.cat([c.latent for c in chunks], dim=1)
 
 
@@ -51,7 +49,7 @@ def test_chunked_encode_equals_whole_clip(kl, fsq, frames, chunk):
         with torch.no_grad():
             whole = m.encode(x)
         chunks = list(encode_frames(m, iter(frames), chunk_frames=chunk))
-        assert (_cat(chunks) - whole.latent[0]).abs().max().item() <= 1e-5
+        assert (_cat(chunks, m) - whole.latent[0]).abs().max().item() <= 1e-5
         if whole.indices is not None:
             assert torch.equal(torch.cat([c.indices for c in chunks], dim=0), whole.indices[0])
         # frame ranges tile the padded sequence: latent 0 covers frame 0, then 4 frames per latent
@@ -96,7 +94,7 @@ def test_noncausal_clips():
     m = _model(causal=False, z_channels=4)
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(20)]
-    chunks = list(encode_frames(m, iter(frames), clip_frames=16))
+    chunks = list(encode_frames(m, iter(frames)))
     assert [(c.first_frame, c.end_frame) for c in chunks] == [(0, 16), (16, 32)]
     with torch.no_grad():
         ref = m.encode(frames_to_tensor(frames[:16], torch.device("cpu"), torch.float32)).latent[0]
@@ -143,14 +141,14 @@ def test_tiled_streaming_is_exact_and_tokens_are_valid(fsq, kl, frames):
     for m in (kl, fsq):
         whole = list(encode_frames(m, iter(frames), chunk_frames=13, tile=32, tile_overlap=8))
         chunked = list(encode_frames(m, iter(frames), chunk_frames=3, tile=32, tile_overlap=8))
-        assert (_cat(whole) - _cat(chunked)).abs().max().item() <= 1e-5
+        assert (_cat(whole, m) - _cat(chunked, m)).abs().max().item() <= 1e-5
         out_w = np.concatenate([p for _, p in decode_chunks(m, iter(whole), tile=32, tile_overlap=8)])
         out_c = np.concatenate([p for _, p in decode_chunks(m, iter(chunked), tile=32, tile_overlap=8)])
         assert out_w.shape == (13, 32, 40, 3) and np.abs(out_w.astype(int) - out_c).max() <= 1
     idx = torch.cat([c.indices for c in chunked])
     assert idx.min() >= 0 and idx.max() < 8**6
     # blended FSQ latents are re-quantized: they are exactly the codes of their indices
-    lat = _cat(chunked)
+    lat = _cat(chunked, fsq)
     assert torch.equal(fsq.indices_to_latent(idx.unsqueeze(0))[0], lat)
 
 
