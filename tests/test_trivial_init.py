@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from vidtok_cli.arch.config import VidTokConfig
-from vidtok_cli.arch.vidtok import build_model
 from vidtok_cli.arch.trivial import TrivialCodec
+from vidtok_cli.arch.vidtok import build_model
 from vidtok_cli.errors import ConfigError, UsageError
 from vidtok_cli.train.trainer import train
 from vidtok_cli.train.trivial_init import check_supported, trivial_init_
