@@ -1,23 +1,54 @@
-"""The options of a training run (``TrainConfig``: checks, automatic values, loss settings) and the
-learning-rate schedule (``lr_factor``: linear warm-up, then cosine decay)."""
+"""The options of a training run (``TrainConfig``: checks, automatic values, loss settings; each field that
+is a ``vidtok train`` option carries its flags and help text, from which the command is built) and the
+learning-rate schedule (``lr_factor``: linear warm-up, then cosine decay).
+
+Importing this module loads no torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from . import data as datamod
-from .losses import LossConfig
+from .data import parse_resize
 
-__all__ = ["TrainConfig", "lr_factor"]
+if TYPE_CHECKING:
+    from .losses import LossConfig
+
+__all__ = ["TrainConfig", "cli_fields", "flags", "lr_factor", "option"]
+
+
+def option(default: Any, help: str, *flags: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A `TrainConfig` field that is a ``vidtok train`` option.
+
+    ``flags``: the option's names (long first, then a short alias; ``--on/--off`` for a switch pair);
+    by default ``--field-name``. ``choices``: the accepted values, checked by :meth:`TrainConfig.validate`.
+    """
+    meta: dict[str, Any] = {"help": help}
+    if flags:
+        meta["flags"] = flags
+    if choices:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+def cli_fields() -> list[dataclasses.Field[Any]]:
+    """The fields of `TrainConfig` that are ``vidtok train`` options, in the order ``--help`` lists them."""
+    return [f for f in dataclasses.fields(TrainConfig) if "help" in f.metadata]
+
+
+def flags(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """The command-line names of an option field (``--field-name`` unless its metadata says otherwise)."""
+    return tuple(f.metadata.get("flags", ())) or ("--" + f.name.replace("_", "-"),)
 
 
 @dataclass
 class TrainConfig:
-    """Every option of a training run (the CLI's options, one to one; see ``vidtok train --help``).
+    """Every option of a training run (the fields made with :func:`option` are ``vidtok train``'s options,
+    one to one; see ``vidtok train --help``).
 
     Exactly one architecture source is needed: ``config`` (card TOML, official YAML, JSON or zoo name;
     random initialisation), ``model`` (zoo name, weights file or run directory; fine-tuning), ``init``
@@ -26,72 +57,92 @@ class TrainConfig:
     (see :meth:`resolved`).
     """
 
-    out: str | None = None
-    data: str | None = None
-    data_root: str | None = None
-    val: str | None = None
-    config: str | None = None
-    model: str | None = None
-    init: str | None = None
-    resume: str | None = None
-    name: str | None = None
+    data: str | None = option(None, "Folder of videos (recursive) or CSV with a 'videos' column.")
+    out: str | None = option(None, "Run directory (checkpoints, log.jsonl).", "--out", "-o")
+    config: str | None = option(
+        None, "Architecture to train from scratch: card TOML, official YAML or zoo name.", "--config", "-c"
+    )
+    model: str | None = option(
+        None, "Fine-tune these weights: zoo name, weights file or run directory.", "--model", "-m"
+    )
+    init: str | None = option(
+        None,
+        "Start from a run directory (weights, discriminator, log-variance), e.g. stage 2; or 'trivial' (with "
+        "--config): weights that compute the trivial codec, a warm start for small models.",
+    )
+    resume: str | None = option(None, "Continue an interrupted run directory.")
+    val: str | None = option(None, "Validation videos (folder or CSV): PSNR/SSIM.")
+    data_root: str | None = option(None, "Folder the CSV paths are relative to.")
+    name: str | None = option(None, "Model card name of the result.")
     # clips
-    size: int = 256
-    resize: str | None = None
-    frames: int = 17
-    fps: float | None = 3.0
-    val_fps: float | None = 8.0
-    val_size: int | None = None
-    val_frames: int | None = None
-    val_videos: int = 16
-    crop: str = "random"
+    size: int = option(256, "Clip side: short side resized, then a square crop.")
+    resize: str | None = option(
+        None, "Short side before cropping: N, or MIN-MAX drawn per clip (default --size)."
+    )
+    frames: int = option(17, "Frames per clip (1 + 4k for causal 4x models).")
+    fps: float | None = option(3.0, "Sampling frame rate of training clips (0: every frame).")
+    val_fps: float | None = option(8.0, "Sampling frame rate of validation clips (0: every frame).")
+    val_size: int | None = option(None, "Validation clip side (default --size).")
+    val_frames: int | None = option(None, "Validation clip length (default --frames).")
+    val_videos: int = option(16, "Validation videos used (one clip each).")
+    crop: str = option("random", "random or center crop of training clips.", choices=("random", "center"))
     # optimisation
-    steps: int = 50000
-    batch_size: int = 2
-    lr: float | None = None
-    disc_lr: float | None = None
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup: int | None = None
-    min_lr_ratio: float = 0.1
-    grad_accum: int = 1
-    clip_grad: float = 20.0
-    ema: float = 0.999
+    steps: int = option(50000, "Optimiser steps in total.")
+    batch_size: int = option(2, "Clips per step and process.", "--batch-size", "-b")
+    lr: float | None = option(None, "Peak learning rate (default 1e-4 from scratch, 1e-5 fine-tuning).")
+    disc_lr: float | None = option(None, "Discriminator learning rate (default --lr).")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    betas: tuple[float, float] = (0.9, 0.999)  # not a command-line option
+    warmup: int | None = option(
+        None, "Linear learning-rate warm-up steps, then cosine decay (default min(1000, steps/10))."
+    )
+    min_lr_ratio: float = option(0.1, "Final learning rate / peak.")
+    grad_accum: int = option(1, "Micro-batches per optimiser step.")
+    clip_grad: float = option(20.0, "Gradient-norm clipping (0: off).")
+    ema: float = option(0.999, "EMA decay of the weights (0: off).")
     # loss
-    perceptual_weight: float = 1.0
-    lpips_weights: str | None = None
-    disc_start: int = 10000
-    disc_weight: float = 0.2
-    disc_loss: str = "hinge"
-    gen_loss: str = "non-saturating"
-    disc_dim: str = "2d"
-    disc_layers: int = 3
-    lecam_weight: float = 0.005
-    learn_logvar: bool = True
-    kl_weight: float = 1e-6
-    kl_warmup: int | None = None
-    posterior_logvar_init: float | None = None
-    posterior_logvar_max: float | None = None
-    mean_steps: int = 0
-    entropy_weight: float = 0.1
-    entropy_annealing_steps: int = 2000
-    entropy_annealing_factor: float = 3.0
-    commitment_weight: float = 0.25
-    freeze_encoder: bool = False
-    freeze_decoder: bool = False
-    grad_checkpointing: bool = False
+    perceptual_weight: float = option(1.0, "LPIPS weight (0: no LPIPS).")
+    lpips_weights: str | None = option(None, "Folder with the LPIPS VGG16 weights.")
+    disc_start: int = option(10000, "Step at which the GAN loss starts.")
+    disc_weight: float = option(0.2, "GAN weight (times the adaptive weight).")
+    disc_loss: str = option("hinge", "Discriminator loss: hinge or vanilla.", choices=("hinge", "vanilla"))
+    gen_loss: str = option(
+        "non-saturating", "Generator GAN loss: non-saturating or hinge.", choices=("non-saturating", "hinge")
+    )
+    disc_dim: str = option("2d", "PatchGAN on frames (2d) or clips (3d).", choices=("2d", "3d"))
+    disc_layers: int = option(3, "PatchGAN depth.")
+    lecam_weight: float = option(0.005, "LeCam regularisation weight.")
+    learn_logvar: bool = option(True, "Learn the output log-variance.", "--learn-logvar/--fixed-logvar")
+    kl_weight: float = option(1e-6, "KL weight (KL models).")
+    kl_warmup: int | None = option(None, "KL warm-up steps (default 2000 from scratch).")
+    posterior_logvar_init: float | None = option(
+        None, "Initial encoder log-variance (default -6 for KL from scratch)."
+    )
+    posterior_logvar_max: float | None = option(
+        None, "Clamp the encoder log-variance to at most this in training."
+    )
+    mean_steps: int = option(0, "Decode the posterior mean (no sampling, no KL) first.")
+    entropy_weight: float = option(0.1, "FSQ entropy weight.")
+    entropy_annealing_steps: int = option(2000, "FSQ entropy annealing.")
+    entropy_annealing_factor: float = option(3.0, "Initial entropy factor.")
+    commitment_weight: float = option(0.25, "FSQ commitment weight.")
+    freeze_encoder: bool = option(False, "Train the decoder only (tokens unchanged).")
+    freeze_decoder: bool = option(False, "Train the encoder only.")
+    grad_checkpointing: bool = option(False, "Recompute activations (less memory).")
     # bookkeeping
-    save_every: int = 5000
-    val_every: int = 2000
-    log_every: int = 10
-    stop_at: int | None = None
-    workers: int = 4
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    tensorboard: bool = False
-    quiet: bool = False
-    force: bool = False
+    save_every: int = option(5000, "Checkpoint every N steps.")
+    val_every: int = option(2000, "Validate every N steps.")
+    log_every: int = option(10, "Log every N steps.")
+    stop_at: int | None = option(None, "Stop (with a checkpoint) at this step; resume later.")
+    workers: int = option(4, "DataLoader worker processes per training process.")
+    seed: int = option(0, "Random seed.")
+    device: str = option("auto", "auto, cpu, cuda ...")
+    precision: str = option(
+        "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16.", choices=("auto", "fp32", "bf16")
+    )
+    tensorboard: bool = option(False, "Also write TensorBoard logs.")
+    force: bool = option(False, "Start over in a run directory that holds a run.", "--force", "-f")
+    quiet: bool = option(False, "No progress output or summary.", "--quiet", "-q")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
@@ -126,11 +177,11 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
         if self.freeze_encoder and self.freeze_decoder:
             raise UsageError("--freeze-encoder and --freeze-decoder together leave nothing to train")
-        datamod.parse_resize(self.resize)
-        if self.crop not in ("random", "center"):
-            raise UsageError("--crop must be 'random' or 'center'")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise UsageError("--precision must be auto, fp32 or bf16")
+        parse_resize(self.resize)
+        for f in cli_fields():
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise UsageError(f"{flags(f)[0]} must be {', '.join(choices[:-1])} or {choices[-1]}")
         if not 0 <= self.ema < 1:
             raise UsageError("--ema must be in [0, 1) (0 disables it)")
         if self.perceptual_weight < 0 or self.kl_weight < 0:
@@ -163,6 +214,8 @@ class TrainConfig:
 
     def loss_config(self) -> LossConfig:
         """The loss settings of this run."""
+        from .losses import LossConfig
+
         return LossConfig(
             perceptual_weight=self.perceptual_weight,
             disc_start=self.disc_start,
