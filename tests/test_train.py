@@ -357,6 +357,70 @@ def test_options_are_checked(videos, kl_card, tmp_path, monkeypatch):
         train(tiny(tmp_path / "d", videos, kl_card, perceptual_weight=1.0, lpips_weights=str(tmp_path)))
 
 
+# ----------------------------------------------------------------------------- the command and global state
+
+
+def test_train_help_lists_every_option_of_the_config():
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from vidtok_cli.cli.app import load_commands
+    from vidtok_cli.train.config import cli_fields, flags
+
+    res = CliRunner().invoke(load_commands(), ["train", "--help"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    for f in cli_fields():
+        for name in (n for flag in flags(f) for n in flag.split("/")):
+            assert f" {name} " in text, name
+        assert f.metadata["help"][:40] in text, f.name
+    assert " --json " in text
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {f.name for f in cli_fields()} == {"betas"}
+
+
+@pytest.fixture
+def tf32_flags():
+    """A non-default setting of the global TF32 / cuDNN flags for the test, the previous one after it."""
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (cuda.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+    cuda.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = True, False, False
+    yield lambda: (cuda.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+    cuda.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = saved
+
+
+def test_training_leaves_the_global_tf32_flags_alone(tf32_flags, videos, kl_card, tmp_path, monkeypatch):
+    import importlib
+
+    import vidtok_cli.train
+    from vidtok_cli.train.trainer import Trainer, cuda_training_math
+
+    monkeypatch.setattr(vidtok_cli.train, "config", vidtok_cli.train.config)  # restored after the re-import
+    monkeypatch.delitem(sys.modules, "vidtok_cli.train.config")
+    importlib.import_module("vidtok_cli.train.config")
+    assert tf32_flags() == (True, False, False)
+    trainer = Trainer(tiny(tmp_path / "run", videos, kl_card, steps=1))
+    assert tf32_flags() == (True, False, False)
+    trainer.run()
+    assert tf32_flags() == (True, False, False)
+    with cuda_training_math(torch.device("cuda")):  # the policy on CUDA: on inside, restored after
+        assert tf32_flags() == (True, True, True)
+    assert tf32_flags() == (True, False, False)
+
+
+def test_end_record_hashes_the_weights_in_memory(videos, kl_card, tmp_path):
+    from vidtok_cli.loading import load_model
+    from vidtok_cli.tokenizer import state_dict_sha256
+
+    out = tmp_path / "run"
+    train(tiny(out, videos, kl_card, steps=1))
+    end = [r for r in records(out) if r.get("event") == "end"][0]
+    tok = load_model(out / "final" / "model.safetensors")
+    ema = load_model(out / "final" / "model_ema.safetensors", config=tok.cfg)
+    assert end["weights_sha256"] == [state_dict_sha256(tok.module)]
+    assert end["ema_weights_sha256"] == [state_dict_sha256(ema.module)]
+
+
 # ----------------------------------------------------------------------------- processes
 
 

@@ -1,6 +1,7 @@
 """The models of a training run: where the autoencoder comes from (``--config``, ``--model``, ``--init``
-or ``--resume``), how it is prepared (posterior log-variance, freezing, gradient checkpointing), the
-``Autoencoder`` that DDP wraps and the perceptual loss network.
+or ``--resume``; loaded with ``loading.load_model`` and built through the family registry), how it is
+prepared (posterior log-variance, freezing, gradient checkpointing), the ``Autoencoder`` that DDP wraps
+and the perceptual loss network. Training is VidTok-specific: other families are refused here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from torch import Tensor, nn
 from ..arch.config import VidTokConfig
 from ..arch.layers import FrameAttention, ResnetBlock2D, ResnetBlock3D, StreamState, TemporalResBlock
 from ..arch.regularizers import FSQ
-from ..arch.vidtok import VidTokModel, build_model
+from ..arch.vidtok import VidTokModel
 from ..errors import ConfigError, UsageError, WeightsUnavailableError
+from ..tokenizer import ModuleTokenizer
 from .config import TrainConfig
 from .run_dir import find_checkpoint, load_state
 from .trivial_init import trivial_init_
@@ -36,21 +38,10 @@ __all__ = [
     "model_for_resume",
     "model_from_options",
     "prepare_model",
-    "set_global_tf32_and_cudnn_benchmark",
 ]
 
 TRIVIAL_INIT = "trivial"  # --init keyword: start from weights that compute the trivial codec
-
-
-def set_global_tf32_and_cudnn_benchmark(device: torch.device) -> None:
-    """On CUDA, switches on cuDNN autotuning and TF32 matmuls/convolutions for the whole process.
-
-    A global side effect of building a Trainer (every later float32 matmul in the process uses TF32).
-    """
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+FAMILY = "vidtok"  # the model family the trainer trains
 
 
 # ---------------------------------------------------------------------------- where the weights come from
@@ -88,8 +79,10 @@ def model_from_options(cfg: TrainConfig) -> ModelSource:
         return _init_from(ref, explicit, base_name)
     if explicit is None:  # only --init trivial gets here without --config
         raise UsageError("--init trivial needs --config (the architecture to initialise)")
+    from .. import families
+
     torch.manual_seed(cfg.seed)
-    model = build_model(explicit)
+    model = families.get(FAMILY).build(explicit)
     if trivial:
         logvar = -10.0 if cfg.posterior_logvar_init is None else cfg.posterior_logvar_init
         try:
@@ -103,6 +96,7 @@ def model_from_options(cfg: TrainConfig) -> ModelSource:
 def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
     """Architecture from a card TOML (weights not needed), an official YAML/JSON or a zoo name, and the
     name of that source."""
+    from .. import families
     from ..loading import resolve_config
 
     p = Path(config).expanduser()
@@ -118,21 +112,35 @@ def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
         arch = data.get("architecture")
         if not isinstance(arch, dict):
             raise ConfigError(f"{p}: the card has no [architecture] table")
+        _check_family(str(data.get("family", FAMILY)), str(p))
         try:
-            cfg = VidTokConfig.from_dict(dict(arch))
-        except (ValueError, TypeError) as e:
+            cfg = families.get(FAMILY).config_from_dict(dict(arch))
+        except (ConfigError, ValueError, TypeError) as e:
             raise ConfigError(f"{p}: [architecture]: {e}") from e
         return cfg, str(data.get("name") or p.stem)
     cfg, card = resolve_config(config)
     assert cfg is not None
+    _check_family(families.for_config(cfg).name, config)
     return cfg, card.name if card is not None else p.stem
+
+
+def _check_family(family: str, ref: Any) -> None:
+    if family != FAMILY:
+        raise UsageError(f"{ref}: a model of the {family} family; vidtok train trains VidTok models only")
+
+
+def _trainable(tok: ModuleTokenizer, ref: Any) -> tuple[VidTokModel, VidTokConfig]:
+    """The module and architecture of a loaded tokenizer (UsageError for a family the trainer cannot train)."""
+    _check_family(tok.family, ref)
+    module = tok.module
+    assert isinstance(module, VidTokModel)
+    return module, module.cfg
 
 
 def _load_weights(path: Path, explicit: VidTokConfig | None) -> tuple[VidTokModel, VidTokConfig]:
     from ..loading import load_model
 
-    model = load_model(path, config=explicit, device="cpu", dtype="float32")
-    return model, model.cfg
+    return _trainable(load_model(path, config=explicit, device="cpu", dtype="float32"), path)
 
 
 def _init_from(ref: str, explicit: VidTokConfig | None, base_name: str | None) -> ModelSource:
@@ -149,9 +157,9 @@ def _init_from(ref: str, explicit: VidTokConfig | None, base_name: str | None) -
             state = load_state(ckpt / "state.pt")
             base_name = state.get("base_name")
     else:
-        model = load_model(ref, config=explicit, device="cpu", dtype="float32")
-        arch = model.cfg
-        base_name = (model.card or {}).get("name")
+        tok = load_model(ref, config=explicit, device="cpu", dtype="float32")
+        model, arch = _trainable(tok, ref)
+        base_name = tok.card.get("name")
     if explicit is not None and explicit != arch:
         raise ConfigError(f"--config describes another architecture than the weights of {ref}")
     for prm in model.parameters():

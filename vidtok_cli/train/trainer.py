@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import random
@@ -52,10 +51,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import checkpoints
+from .. import checkpoints, runtime
 from .._version import __version__
 from ..arch.config import VidTokConfig
 from ..errors import CheckpointError, UsageError
+from ..tokenizer import state_dict_sha256
 from . import data as datamod
 from . import distributed, run_dir, setup
 from .config import TrainConfig, lr_factor
@@ -63,7 +63,7 @@ from .ema import EMA
 from .losses import VidTokLoss
 from .progress import Progress, val_text
 
-__all__ = ["Trainer", "resume_config", "train"]
+__all__ = ["Trainer", "cuda_training_math", "resume_config", "train"]
 
 _SUMMARY_KEYS = (
     "loss",
@@ -114,17 +114,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup steps
     def _setup_device(self, cfg: TrainConfig) -> None:
-        """Device, process group, autocast precision (and the global CUDA math flags)."""
-        from ..loading import resolve_device
-
-        self.device = resolve_device(cfg.device)
+        """Device, process group and autocast precision."""
+        self.device = runtime.resolve_device(cfg.device)
         self.dist = distributed.init_distributed(self.device.type)
         if self.dist.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.autocast_dtype = (
-            torch.bfloat16 if self.device.type == "cuda" and cfg.precision in ("auto", "bf16") else None
-        )
-        setup.set_global_tf32_and_cudnn_benchmark(self.device)
+        self.autocast_dtype = runtime.compute_dtype(cfg.precision, self.device)
 
     def _setup_run_dir(self, cfg: TrainConfig) -> list[Path]:
         """Where the run lives (checked), the checkpoint resumed and the video lists; returns the training videos."""
@@ -256,9 +251,7 @@ class Trainer:
             )
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return runtime.autocast(self.device, self.autocast_dtype)
 
     # ------------------------------------------------------------------ one step
     def _train_step(self, batches: Iterator[dict[str, Any]], step: int) -> tuple[dict[str, Tensor], float]:
@@ -541,18 +534,23 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ the loop
-    def _weights_hash(self) -> str:
-        h = hashlib.sha256()
-        for k, v in sorted(self.model.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    def _weights_hashes(self) -> list[str]:
+        """``state_dict_sha256`` of the weights, then of the EMA weights when there are some."""
+        hashes = [state_dict_sha256(self.model)]
         if self.ema is not None:
-            for s in self.ema.shadow:
-                h.update(s.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+            with self.ema.swapped(self.model):
+                hashes.append(state_dict_sha256(self.model))
+        return hashes
 
     def run(self) -> dict[str, Any]:
-        """Trains up to ``steps`` (or ``stop_at``); returns a summary (last losses, validation, speed, paths)."""
+        """Trains up to ``steps`` (or ``stop_at``); returns a summary (last losses, validation, speed, paths).
+
+        On CUDA, TF32 and cuDNN autotuning are on during the run and restored to what they were after it.
+        """
+        with cuda_training_math(self.device):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self._noise = torch.Generator(device=self.device)
         self._new_skips: dict[str, str] = {}
@@ -649,12 +647,14 @@ class Trainer:
         return self.out / run_dir.step_dir_name(self.step)
 
     def _write_end(self, ckpt: Path, steps_per_s: float) -> None:
-        """The end record, with the hash of every rank's final weights."""
-        hashes = [self._weights_hash()]
-        if self.dist.active:
-            hashes = distributed.all_gather_object(hashes[0], self.dist)
+        """The end record, with the hash of every rank's final weights (and EMA weights)."""
+        mine = self._weights_hashes()
+        ranks = distributed.all_gather_object(mine, self.dist) if self.dist.active else [mine]
+        hashes = {"weights_sha256": [h[0] for h in ranks]}
+        if self.ema is not None:
+            hashes["ema_weights_sha256"] = [h[1] for h in ranks]
         self._write({
-            "event": "end", "step": self.step, "checkpoint": str(ckpt), "weights_sha256": hashes,
+            "event": "end", "step": self.step, "checkpoint": str(ckpt), **hashes,
             "steps_per_s": steps_per_s, "skipped_videos": len(self.skipped), "time": time.time(),
         })  # fmt: skip
 
@@ -681,6 +681,22 @@ class Trainer:
 
 
 # ============================================================================ entry points
+
+
+@contextlib.contextmanager
+def cuda_training_math(device: torch.device) -> Iterator[None]:
+    """On CUDA: TF32 matmuls/convolutions and cuDNN autotuning on inside the block, the previous settings
+    after it (the training policy; inference keeps TF32 off unless asked). Nothing on other devices."""
+    if device.type != "cuda":
+        yield
+        return
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        with runtime.tf32(True):
+            yield
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def resume_config(run: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
