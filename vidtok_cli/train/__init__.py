@@ -2,12 +2,13 @@
 
 ``data`` (clips from a folder or CSV, PyAV decoding, per-rank shards), ``losses`` (the official VidTok
 loss: L1 + LPIPS with a learned output log-variance, PatchGAN with adaptive weight and LeCam, KL or FSQ
-entropy/commitment), ``discriminator`` (2-D and 3-D PatchGAN), ``config`` (``TrainConfig``, the
-learning-rate schedule), ``setup`` (the model a run starts from and its preparation), ``ema``,
-``run_dir`` (run directories, checkpoints, saved state, model card), ``distributed`` (torchrun process
-group and collectives), ``progress`` (terminal display) and ``trainer`` (the loop: AdamW with warm-up
-and cosine decay, accumulation, clipping, EMA, bf16 autocast on CUDA, DDP under torchrun, atomic
-checkpoints, exact resume, JSON-lines logs, validation PSNR/SSIM).
+entropy/commitment), ``discriminator`` (2-D and 3-D PatchGAN), ``config`` (``TrainConfig``: every
+option with its flags and help, from which ``vidtok train`` is built; the learning-rate schedule),
+``setup`` (the model a run starts from and its preparation), ``trivial_init`` (``--init trivial``),
+``ema``, ``run_dir`` (run directories, checkpoints, saved state, model card), ``distributed`` (torchrun
+process group and collectives), ``progress`` (terminal display) and ``trainer`` (the loop: AdamW with
+warm-up and cosine decay, accumulation, clipping, EMA, bf16 autocast on CUDA, TF32 on CUDA during the run
+only, DDP under torchrun, atomic checkpoints, exact resume, JSON-lines logs, validation PSNR/SSIM).
 
 Importing this package is cheap; torch is loaded with the submodules.
 """
