@@ -62,7 +62,7 @@ def test_card_is_the_default_and_listed_first() -> None:
 def test_load_model_without_weights_is_the_default(hf_offline: Path) -> None:
     m = load_model()
     assert m.card["name"] == NAME
-    assert not m.training
+    assert not m.module.training
     n_params = sum(p.numel() for p in m.parameters())
     assert 1_000_000 < n_params < 5_000_000
 
