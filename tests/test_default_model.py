@@ -177,7 +177,8 @@ def test_installed_wheel_ships_and_loads_the_default_model(tmp_path: Path, skvid
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout + install.stderr
-    env = {k: v for k, v in os.environ.items() if k != zoo.ENV_MODELS_DIR}
+    # no PYTHONPATH either: the wheel, not a source tree on the path, is what is tested
+    env = {k: v for k, v in os.environ.items() if k not in (zoo.ENV_MODELS_DIR, "PYTHONPATH")}
     env.update(HF_HUB_OFFLINE="1", PYTHONNOUSERSITE="1")
     work = tmp_path / "elsewhere"
     work.mkdir()
