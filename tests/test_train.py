@@ -309,6 +309,7 @@ def test_options_are_checked(videos, kl_card, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- processes
 
 
+@pytest.mark.slow  # two processes, each importing torch
 def test_torchrun_two_processes_end_with_identical_weights(videos, kl_card, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
