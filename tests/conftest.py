@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures (the shared helpers are in tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
+from .helpers import VIDTOK_REF, require_reference, write_video
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +39,26 @@ def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fake_i3d_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TorchScript stand-in for the FVD I3D network (``test_metrics.FakeI3D``), saved to a file."""
+    """A TorchScript stand-in for the FVD I3D network (``helpers.FakeI3D``), saved to a file."""
     import torch
 
-    from .test_metrics import FakeI3D
+    from .helpers import FakeI3D
 
     path = tmp_path_factory.mktemp("i3d") / "i3d_torchscript.pt"
     torch.jit.script(FakeI3D()).save(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """The official-format fixtures in ../shared/reference/vidtok; the test fails when they are missing."""
+    return require_reference(VIDTOK_REF)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of three small smooth H.264 clips (12 frames of 32x24 at 8 fps) for training."""
+    d = tmp_path_factory.mktemp("videos")
+    for i in range(3):
+        write_video(d / f"clip{i}.mp4", seed=i)
+    return d

@@ -36,7 +36,7 @@ from vidtok_cli.rd import (
     x264_sei_bytes,
 )
 
-from .test_cli import assert_one_line_error, run
+from .helpers import assert_one_line_error, cli, run
 
 pytestmark = [
     pytest.mark.filterwarnings(r"ignore:`torch\.jit\.script` is deprecated:DeprecationWarning"),
@@ -126,7 +126,7 @@ def make_clip(path: Path, n: int, fps: int, w: int = 48, h: int = 40) -> Path:
 
 def test_cli_bench_carphone_table_json_csv(tiny_weights, carphone, lpips_dir, fake_i3d_path, tmp_path):
     out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
-    proc = run(
+    proc = cli(
         "bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "2",
         "--lpips-weights", str(lpips_dir), "--i3d-weights", str(fake_i3d_path), "--json", str(out_json),
         "--csv", str(out_csv),
@@ -181,14 +181,14 @@ def test_cli_bench_carphone_table_json_csv(tiny_weights, carphone, lpips_dir, fa
     assert float(rows[-1]["psnr"]) == pytest.approx(o["psnr"])
     assert rows[0]["model_sha256"] == r["model"]["weights_sha256"]
 
-    err = assert_one_line_error(run("bench", str(carphone), "--model", str(tiny_weights), *FAST,
+    err = assert_one_line_error(cli("bench", str(carphone), "--model", str(tiny_weights), *FAST,
                                     "--json", str(out_json)), code=2)  # fmt: skip
     assert "exists" in err
 
 
 def test_cli_identity_gives_the_caps(carphone, lpips_dir):
     """Identical input and output: PSNR at the 80 dB cap, SSIM 1, LPIPS 0 (random test-built weights)."""
-    proc = run(
+    proc = cli(
         "bench", str(carphone), "--identity", *FAST, "--frames", "9", "--max-clips", "1",
         "--metrics", "psnr,ssim,lpips", "--lpips-weights", str(lpips_dir), "--json", "-",
     )  # fmt: skip
@@ -208,7 +208,7 @@ def test_cli_offline_without_metric_weights(tiny_weights, carphone, tmp_path):
     """No LPIPS/I3D weights and no network: PSNR/SSIM still run, LPIPS/FVD show as unavailable with a
     one-line reason each; asking for LPIPS explicitly is a one-line error."""
     env = {"HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    proc = run("bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "1",
+    proc = cli("bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "1",
                "--json", str(tmp_path / "r.json"), env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -225,14 +225,14 @@ def test_cli_offline_without_metric_weights(tiny_weights, carphone, tmp_path):
     assert r["metrics"]["lpips"]["available"] is False and r["metrics"]["lpips"]["reason"]
     assert r["metrics"]["fvd"]["available"] is False
 
-    proc = run("bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "1",
+    proc = cli("bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "13", "--max-clips", "1",
                "--metrics", "psnr,lpips", env=env)  # fmt: skip
     err = assert_one_line_error(proc, code=1)
     assert "LPIPS" in err and "--lpips-weights" in err
 
 
 def test_cli_rd_one_short_clip(tiny_weights, carphone, tmp_path):
-    proc = run(
+    proc = cli(
         "bench", str(carphone), "--model", str(tiny_weights), *FAST, "--frames", "9", "--max-clips", "1",
         "--metrics", "psnr,ssim", "--rd", "x264,x265", "--crf", "30,45", "--json", str(tmp_path / "r.json"),
     )  # fmt: skip
@@ -258,13 +258,13 @@ def test_cli_rd_one_short_clip(tiny_weights, carphone, tmp_path):
 
 def test_cli_usage_errors(tiny_weights, carphone, tmp_path):
     err = assert_one_line_error(
-        run("bench", str(carphone), "--model", str(tiny_weights), "--size", "64"), code=2
+        cli("bench", str(carphone), "--model", str(tiny_weights), "--size", "64"), code=2
     )
     assert "--protocol custom" in err
-    err = assert_one_line_error(run("bench", str(tmp_path / "missing")), code=2)
+    err = assert_one_line_error(cli("bench", str(tmp_path / "missing")), code=2)
     assert "missing" in err
     err = assert_one_line_error(
-        run("bench", str(carphone), "--rd", "vp9", "--model", str(tiny_weights)), code=2
+        cli("bench", str(carphone), "--rd", "vp9", "--model", str(tiny_weights)), code=2
     )
     assert "vp9" in err
 
@@ -493,7 +493,7 @@ def test_plot_rd_without_matplotlib(tmp_path, monkeypatch):
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tiny_weights, carphone, tmp_path):
-    # a matplotlib that cannot be imported shadows any installed one, so the test runs either way
+    # a subprocess: a matplotlib that cannot be imported shadows any installed one, so the test runs either way
     hidden = tmp_path / "no_matplotlib" / "matplotlib"
     hidden.mkdir(parents=True)
     (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")

@@ -18,8 +18,9 @@ import torch
 from vidtok_cli import checkpoints as ck
 from vidtok_cli.errors import CheckpointError, UnsafeCheckpointError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REF = SHARED / "reference" / "vidtok"
+from .helpers import VIDTOK_REF, require_reference
+
+REF = VIDTOK_REF
 CONFIGS = [
     "vidtok_kl_causal_488_4chn",
     "vidtok_fsq_causal_488_262144",
@@ -29,14 +30,9 @@ CONFIGS = [
 MALICIOUS = REF / "malicious.ckpt"
 MARKER = Path("/tmp/VIDTOK_PWNED")
 
-needs_reference = pytest.mark.skipif(not REF.is_dir(), reason=f"reference fixtures not found at {REF}")
-
 
 def _fixture(config: str) -> Path:
-    path = REF / config / "model.ckpt"
-    if not path.is_file():
-        pytest.skip(f"missing fixture {path}")
-    return path
+    return require_reference(REF / config / "model.ckpt")
 
 
 def _single_line(exc: BaseException) -> str:
@@ -50,7 +46,7 @@ def _single_line(exc: BaseException) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-@needs_reference
+@pytest.mark.usefixtures("reference")
 @pytest.mark.parametrize("config", CONFIGS)
 def test_fixture_checkpoint_reads_only_encoder_decoder(config: str) -> None:
     path = _fixture(config)
@@ -95,7 +91,7 @@ def torch_load_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     return calls
 
 
-@needs_reference
+@pytest.mark.usefixtures("reference")
 def test_tried_weights_only_load_first(torch_load_calls: list[dict]) -> None:
     calls = torch_load_calls
     ck.read_state_dict(_fixture(CONFIGS[0]))
@@ -110,8 +106,8 @@ def test_tried_weights_only_load_first(torch_load_calls: list[dict]) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not MALICIOUS.is_file(), reason="malicious.ckpt fixture missing")
 def test_malicious_checkpoint_refused_without_running_code(torch_load_calls: list[dict]) -> None:
+    require_reference(MALICIOUS)
     calls = torch_load_calls
     if MARKER.exists():
         MARKER.unlink()
@@ -301,7 +297,7 @@ def _expect_checkpoint_error(path: Path) -> str:
     return msg
 
 
-@needs_reference
+@pytest.mark.usefixtures("reference")
 def test_truncated_checkpoint(tmp_path: Path) -> None:
     data = _fixture(CONFIGS[0]).read_bytes()
     path = tmp_path / "truncated.ckpt"

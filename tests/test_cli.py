@@ -1,9 +1,9 @@
-"""The vidtok command as a user runs it: a subprocess, exit codes, one-line errors, no tracebacks."""
+"""The vidtok command as a user runs it: exit codes, one-line errors, no tracebacks. `run` is a real
+subprocess (startup, console script, lazy imports); `cli` runs the same entry point in this process."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,23 +13,7 @@ import yaml
 
 from vidtok_cli import __version__
 
-from .refdata import VIDTOK_REF, fixture_config, needs_reference
-
-
-def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "vidtok_cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd,
-        timeout=300,
-    )  # fmt: skip
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 1) -> str:
-    assert proc.returncode == code, proc.stderr
-    err = proc.stderr.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
+from .helpers import VIDTOK_REF, assert_one_line_error, cli, fixture_config, run
 
 
 def test_version():
@@ -67,12 +51,12 @@ def test_console_script_installed():
 
 
 def test_models_table_and_json():
-    proc = run("models")
+    proc = cli("models")
     assert proc.returncode == 0
     assert "vidtok-kl-causal-488-4chn" in proc.stdout and "29.64" in proc.stdout
     assert "(24 models)" in proc.stdout
     assert proc.stdout.index("vidtok-default-kl") < proc.stdout.index("vidtok-kl-causal-488-4chn")
-    proc = run("models", "--json")
+    proc = cli("models", "--json")
     cards = json.loads(proc.stdout)
     official = [c for c in cards if c["family"] == "vidtok" and c.get("official_name")]
     assert len(official) == 23
@@ -84,23 +68,23 @@ def test_models_table_and_json():
 
 
 def test_usage_error_exit_code_2():
-    proc = run("convert")
+    proc = cli("convert")
     assert proc.returncode == 2
 
 
-@needs_reference
+@pytest.mark.usefixtures("reference")
 def test_convert_round_trip_and_overwrite(tmp_path):
     name = "vidtok_kl_causal_488_4chn"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(fixture_config(name)))
     out = tmp_path / "kl.safetensors"
-    proc = run("convert", str(VIDTOK_REF / name / "model.ckpt"), "-o", str(out), "--config", str(cfg))
+    proc = cli("convert", str(VIDTOK_REF / name / "model.ckpt"), "-o", str(out), "--config", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and "wrote" in proc.stdout
-    err = assert_one_line_error(run("convert", str(VIDTOK_REF / name / "model.ckpt"), "-o", str(out),
+    err = assert_one_line_error(cli("convert", str(VIDTOK_REF / name / "model.ckpt"), "-o", str(out),
                                     "--config", str(cfg)))  # fmt: skip
     assert "exists" in err and "--force" in err
-    proc = run(
+    proc = cli(
         "convert",
         str(VIDTOK_REF / name / "model.ckpt"),
         "-o",
@@ -113,12 +97,12 @@ def test_convert_round_trip_and_overwrite(tmp_path):
     assert proc.returncode == 0 and proc.stdout == ""
 
 
-@needs_reference
+@pytest.mark.usefixtures("reference")
 def test_malicious_checkpoint_refused(tmp_path):
     marker = Path("/tmp/VIDTOK_PWNED")
     marker.unlink(missing_ok=True)
     out = tmp_path / "m.safetensors"
-    err = assert_one_line_error(run("convert", str(VIDTOK_REF / "malicious.ckpt"), "-o", str(out)))
+    err = assert_one_line_error(cli("convert", str(VIDTOK_REF / "malicious.ckpt"), "-o", str(out)))
     assert "builtins.exec" in err
     assert not marker.exists() and not out.exists()
 
@@ -136,7 +120,7 @@ def test_malicious_checkpoint_refused(tmp_path):
 )
 def test_bad_input_one_line(args, needle, tmp_path):
     (tmp_path / "README.md").write_text("not a checkpoint")
-    proc = run(*args, cwd=tmp_path)
+    proc = cli(*args, cwd=tmp_path)
     err = assert_one_line_error(proc, code=proc.returncode if proc.returncode in (1, 2) else 1)
     assert needle in err
     assert not (tmp_path / "x.safetensors").exists()

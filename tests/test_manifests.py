@@ -10,7 +10,7 @@ import torch
 from vidtok_cli.arch import VidTokModel
 from vidtok_cli.zoo import list_cards
 
-from .refdata import MANIFESTS, needs_reference
+from .helpers import MANIFESTS, require_reference
 
 CARDS = [c for c in list_cards() if c.family == "vidtok" and c.official_name]  # the official checkpoints
 
@@ -20,10 +20,9 @@ def test_23_official_cards():
     assert sum(c.version == "v1.1" for c in CARDS) == 7
 
 
-@needs_reference
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: c.name)
 def test_state_dict_matches_manifest(card):
-    manifest = json.loads((MANIFESTS / f"{card.official_name}.json").read_text())
+    manifest = json.loads((require_reference(MANIFESTS) / f"{card.official_name}.json").read_text())
     expected = [
         (e["key"], tuple(e["shape"])) for e in manifest["state_dict"] if not e["key"].startswith("loss.")
     ]

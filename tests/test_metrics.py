@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
@@ -36,6 +35,8 @@ from vidtok_cli.metrics import (
     ssim,
 )
 from vidtok_cli.metrics import lpips as lpips_mod
+
+from .helpers import FakeI3D
 
 skimage_metrics = pytest.importorskip("skimage.metrics")
 
@@ -452,27 +453,6 @@ def test_frechet_identical_is_zero_and_stats_unbiased() -> None:
 # ------------------------------------------------------------------------------------------
 # I3D pipeline (with a small TorchScript stand-in for the StyleGAN-V model)
 # ------------------------------------------------------------------------------------------
-
-
-class FakeI3D(nn.Module):
-    """Has the StyleGAN-V torchscript signature; checks the input contract and returns 400-d features."""
-
-    def __init__(self, out_dim: int = 400) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(7)
-        self.proj = nn.Parameter(torch.randn(3 * 8 * 8, out_dim, generator=g), requires_grad=False)
-
-    def forward(
-        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
-    ):
-        assert not rescale, "rescale must be False"
-        assert not resize, "resize must be False"
-        assert return_features, "return_features must be True"
-        assert x.dim() == 5 and x.size(1) == 3 and x.size(3) == 224 and x.size(4) == 224, "bad shape"
-        assert x.dtype == torch.float32, "bad dtype"
-        assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0, "not in [-1, 1]"
-        pooled = F.adaptive_avg_pool2d(x.mean(dim=2), [8, 8]).flatten(1)
-        return pooled @ self.proj
 
 
 @pytest.fixture(scope="module")

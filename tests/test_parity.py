@@ -9,11 +9,11 @@ import torch
 
 from vidtok_cli import load_model
 
-from .refdata import VIDTOK_REF, fixture_config, fixture_io, fixture_names, needs_reference
+from .helpers import VIDTOK_REF, fixture_config, fixture_io, fixture_names
 
 TOL = 1e-4
 FIXTURES = fixture_names()
-pytestmark = needs_reference
+pytestmark = pytest.mark.usefixtures("reference")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -27,8 +26,7 @@ from vidtok_cli.train.run_dir import find_checkpoint
 from vidtok_cli.train.setup import enable_gradient_checkpointing
 from vidtok_cli.train.trainer import resume_config, train
 
-from .test_cli import run
-from .test_video import make_video
+from .helpers import cli, make_video, records, step_records, tiny, write_video
 
 TINY_CARD = """\
 name = "vidtok-tiny"
@@ -42,39 +40,6 @@ fsq_levels = {levels}
 """
 
 TIMING_KEYS = {"time", "steps_per_s", "clips_per_s", "frames_per_s", "data_wait"}
-
-
-def write_video(path: Path, frames: int = 12, h: int = 24, w: int = 32, fps: int = 8, seed: int = 0) -> Path:
-    """A smooth moving colour pattern as H.264 MP4 (decodes to nearly the same frames everywhere)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, 3)
-    yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "12"}
-        for t in range(frames):
-            img = np.stack(
-                [
-                    128 + 100 * np.sin((xx + 2 * t + base[0]) / 5.0),
-                    128 + 100 * np.cos((yy + t + base[1]) / 4.0),
-                    128 + 60 * np.sin((xx + yy + base[2]) / 7.0),
-                ],
-                -1,
-            ).astype(np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("videos")
-    for i in range(3):
-        write_video(d / f"clip{i}.mp4", seed=i)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +63,6 @@ def fsq_card(tmp_path_factory) -> Path:
     return p
 
 
-def tiny(out: Path, data: Path, card: Path | None, **kw) -> TrainConfig:
-    """A TrainConfig that runs in well under a second per step on a CPU: 5 frames of 16x16."""
-    base = dict(
-        out=str(out), data=str(data), config=str(card) if card else None, size=16, frames=5, fps=None,
-        steps=4, batch_size=1, lr=2e-3, warmup=0, perceptual_weight=0.0, disc_start=10_000, disc_layers=2,
-        workers=0, log_every=1, save_every=1000, val_every=1000, quiet=True, ema=0.99,
-    )  # fmt: skip
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def random_lpips() -> LPIPS:
     """The bench's LPIPS-VGG module with random weights (no weights offline); linear layers >= 0 as trained ones."""
     torch.manual_seed(0)
@@ -116,14 +70,6 @@ def random_lpips() -> LPIPS:
     for lin in lp.lins:
         lin.weight.data.abs_()
     return lp
-
-
-def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-
-
-def step_records(run_dir: Path) -> dict[int, dict]:
-    return {r["step"]: r for r in records(run_dir) if "event" not in r}
 
 
 # ----------------------------------------------------------------------------- data
@@ -424,6 +370,7 @@ def test_end_record_hashes_the_weights_in_memory(videos, kl_card, tmp_path):
 # ----------------------------------------------------------------------------- processes
 
 
+@pytest.mark.slow  # two processes, each importing torch
 def test_torchrun_two_processes_end_with_identical_weights(videos, kl_card, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
@@ -444,7 +391,7 @@ def test_torchrun_two_processes_end_with_identical_weights(videos, kl_card, tmp_
 
 def test_cli_run_directory_is_usable_by_encode(videos, kl_card, tmp_path):
     out = tmp_path / "s1"
-    proc = run(
+    proc = cli(
         "train", "--config", str(kl_card), "--data", str(videos), "--val", str(videos), "--out", str(out),
         "--size", "16", "--frames", "5", "--fps", "0", "--val-fps", "0", "--steps", "2", "--batch-size", "1",
         "--perceptual-weight", "0", "--workers", "1", "--val-every", "1", "--save-every", "1", "--json",
@@ -463,11 +410,11 @@ def test_cli_run_directory_is_usable_by_encode(videos, kl_card, tmp_path):
     assert card.config.ch == 8 and card.name == "vidtok-tiny-s1" and card.metrics["step"] == 2
     for ref in (out, out / "final"):
         vt = tmp_path / f"{ref.name}.vtok"
-        enc = run("encode", str(videos / "clip0.mp4"), "-o", str(vt), "--model", str(ref), "--json")
+        enc = cli("encode", str(videos / "clip0.mp4"), "-o", str(vt), "--model", str(ref), "--json")
         assert enc.returncode == 0, enc.stderr
         assert json.loads(enc.stdout)["frames"] == 12
     # resuming a finished run with more steps continues from final/
-    proc = run("train", "--resume", str(out), "--steps", "3", "--quiet")
+    proc = cli("train", "--resume", str(out), "--steps", "3", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert step_records(out)[3]["lr"] > 0 and [
         r["step"] for r in records(out) if r.get("event") == "end"

@@ -15,7 +15,7 @@ from vidtok_cli.errors import ConfigError, UsageError
 from vidtok_cli.train.trainer import train
 from vidtok_cli.train.trivial_init import check_supported, trivial_init_
 
-from .test_train import step_records, tiny, videos  # noqa: F401  (fixture)
+from .helpers import step_records, tiny
 
 ARCH = dict(
     causal=True, version="v1.0", ch=8, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=6,

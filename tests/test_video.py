@@ -17,82 +17,17 @@ F = torch.nn.functional
 from vidtok_cli import video as V  # noqa: E402
 from vidtok_cli.errors import UsageError, VidtokError  # noqa: E402
 
+from .helpers import _pattern, faststart_video, make_audio_only, make_video  # noqa: E402
+
 # ---------------------------------------------------------------------------------------------------
 # Synthetic videos, written with PyAV directly (independent of VideoWriter)
 # ---------------------------------------------------------------------------------------------------
-
-
-def _pattern(i: int, h: int, w: int) -> np.ndarray:
-    """A moving gradient; smooth enough that lossy coding keeps it within a few levels."""
-    y = np.arange(h)[:, None]
-    x = np.arange(w)[None, :]
-    img = np.empty((h, w, 3), np.uint8)
-    img[..., 0] = (x * 200 // max(w - 1, 1) + 4 * i) % 256
-    img[..., 1] = y * 200 // max(h - 1, 1) + 20
-    img[..., 2] = (6 * i) % 200 + 20
-    return img
-
-
-def make_video(
-    path: Path,
-    n: int = 60,
-    w: int = 32,
-    h: int = 24,
-    fps: Fraction | int = 30,
-    *,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    gop: int | None = None,
-    rotation: int | None = None,
-    hflip: bool = False,
-    lossless: bool = False,
-) -> np.ndarray:
-    fps = Fraction(fps)
-    out = av.open(str(path), "w")
-    s = out.add_stream(codec, rate=fps)
-    s.width, s.height, s.pix_fmt = w, h, pix_fmt
-    s.time_base = 1 / fps
-    opts = {"preset": "ultrafast"}
-    if codec == "libx265":
-        opts["x265-params"] = "log-level=error" + (":lossless=1" if lossless else "")
-    elif lossless:
-        opts["qp"] = "0"
-    s.codec_context.options = opts
-    if gop:
-        s.codec_context.gop_size = gop
-    if rotation is not None or hflip:
-        s.set_display_rotation(rotation or 0, hflip=hflip)
-    frames = np.stack([_pattern(i, h, w) for i in range(n)]) if n else np.zeros((0, h, w, 3), np.uint8)
-    for i, img in enumerate(frames):
-        f = av.VideoFrame.from_ndarray(img, format="rgb24")
-        f.pts, f.time_base = i, 1 / fps
-        for p in s.encode(f):
-            out.mux(p)
-    for p in s.encode():
-        out.mux(p)
-    out.close()
-    return frames
 
 
 def raw_frames(path: Path) -> list[np.ndarray]:
     """Decoded frames as stored (no rotation), straight from PyAV."""
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-
-
-def make_audio_only(path: Path, seconds: float = 0.5) -> None:
-    out = av.open(str(path), "w")
-    s = out.add_stream("aac", rate=48000)
-    s.layout = "stereo"
-    t = np.arange(int(48000 * seconds)) / 48000
-    x = np.stack([np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
-    f = av.AudioFrame.from_ndarray(x, format="fltp", layout="stereo")
-    f.sample_rate, f.pts = 48000, 0
-    for p in s.encode(f):
-        out.mux(p)
-    for p in s.encode():
-        out.mux(p)
-    out.close()
 
 
 @pytest.fixture(scope="module")
@@ -339,27 +274,8 @@ def test_error_audio_only(tmp_path):
     assert packets and packets[0].pts < 0  # the encoder's priming packet is kept at start=0
 
 
-def _faststart_video(tmp_path: Path, n: int = 8) -> tuple[bytes, list[tuple[int, int]]]:
-    p = tmp_path / "fs.mp4"
-    out = av.open(str(p), "w", options={"movflags": "+faststart"})
-    s = out.add_stream("libx264", rate=30)
-    s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
-    s.codec_context.gop_size = 1
-    for i in range(n):
-        for pk in s.encode(
-            av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 30, np.uint8), format="rgb24")
-        ):
-            out.mux(pk)
-    for pk in s.encode():
-        out.mux(pk)
-    out.close()
-    with av.open(str(p)) as c:
-        pos = [(pk.pos, pk.size) for pk in c.demux(video=0) if pk.size]
-    return p.read_bytes(), pos
-
-
 def test_error_zero_frames(tmp_path):
-    data, pos = _faststart_video(tmp_path)
+    data, pos = faststart_video(tmp_path)
     p = tmp_path / "truncated.mp4"
     p.write_bytes(data[: pos[0][0]])  # header only: the index lists frames, the data is gone
     assert V.probe(p).frame_count == 8
@@ -369,7 +285,7 @@ def test_error_zero_frames(tmp_path):
 
 
 def test_error_decode_mid_stream(tmp_path):
-    data, pos = _faststart_video(tmp_path)
+    data, pos = faststart_video(tmp_path)
     b = bytearray(data)
     off, size = pos[4]
     b[off : off + size] = bytes(size)

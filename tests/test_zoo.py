@@ -14,11 +14,10 @@ from vidtok_cli import zoo
 from vidtok_cli.arch.config import VidTokConfig
 from vidtok_cli.errors import ConfigError, ModelNotFoundError
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MANIFESTS = SHARED / "reference" / "manifests"
+from .helpers import MANIFESTS, require_reference
 
-needs_manifests = pytest.mark.skipif(not MANIFESTS.is_dir(), reason=f"{MANIFESTS} is not available")
+REPO = Path(__file__).resolve().parents[1]
+
 
 OFFICIAL_NAMES = {
     "vidtok_fsq_causal_41616_262144",
@@ -122,8 +121,8 @@ def test_hub_files_are_the_official_checkpoints() -> None:
         assert Path(card.official_config).stem == card.official_name
 
 
-@needs_manifests
 def test_cards_match_the_reference_manifests() -> None:
+    require_reference(MANIFESTS)
     for card in official_cards():
         manifest = json.loads((MANIFESTS / f"{card.official_name}.json").read_text())
         assert manifest["name"] == card.official_name
@@ -133,9 +132,9 @@ def test_cards_match_the_reference_manifests() -> None:
         assert manifest["source_config"] == card.official_config
 
 
-@needs_manifests
 def test_card_geometry_matches_the_manifest_shapes() -> None:
     """Latent width and the number of spatial/temporal down-samplers, read from the real key list."""
+    require_reference(MANIFESTS)
     for card in official_cards():
         manifest = json.loads((MANIFESTS / f"{card.official_name}.json").read_text())
         shapes = {e["key"]: e["shape"] for e in manifest["state_dict"]}

@@ -71,7 +71,7 @@ def main() -> None:
     from vidtok_cli.loading import convert_checkpoint, load_model
 
     sys.path.insert(0, str(HERE.parents[1]))
-    from tests.refdata import VIDTOK_REF, fixture_config
+    from tests.helpers import VIDTOK_REF, fixture_config
 
     expected: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
