@@ -98,9 +98,13 @@ def main() -> None:
             torch.manual_seed(0)
             cfg = VidTokConfig(ch=args.ch, z_channels=4)
             model = str(tmp / "random.safetensors")
-            save_safetensors(build_model(cfg).state_dict(), model, {"vidtok.config": json.dumps(cfg.to_dict())})
+            save_safetensors(
+                build_model(cfg).state_dict(), model, {"vidtok.config": json.dumps(cfg.to_dict())}
+            )
         common = ["--model", model, "--chunk-frames", str(args.chunk_frames), "-q"]
-        print(f"model: {args.model or f'random VidTok ch={args.ch}'}; {args.size}x{args.size}, chunk {args.chunk_frames}")
+        print(
+            f"model: {args.model or f'random VidTok ch={args.ch}'}; {args.size}x{args.size}, chunk {args.chunk_frames}"
+        )
         rows = []
         for mult in (1, 4):
             n = args.frames * mult

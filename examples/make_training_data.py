@@ -96,11 +96,15 @@ def main() -> None:
         for j in range(2):
             pan_video(img, out / "train" / f"pan_{Path(name).stem}_{j}.mp4", 96, 256, seed=100 * k + j)
     for k, name in enumerate(EVAL_IMAGES):
-        pan_video(_load_image(ski / name), out / "eval" / f"pan_{Path(name).stem}.mp4", 68, 256, seed=9000 + k)
+        pan_video(
+            _load_image(ski / name), out / "eval" / f"pan_{Path(name).stem}.mp4", 68, 256, seed=9000 + k
+        )
     videos = sorted(p.name for p in (out / "train").glob("*.mp4"))
     rows = [name for name in videos for _ in range(REAL_WEIGHT if name in REAL_VIDEOS else 1)]
     (out / "train" / "mix.csv").write_text("videos\n" + "\n".join(rows) + "\n")
-    print(f"wrote {len(list((out / 'train').iterdir()))} training and {len(list((out / 'eval').iterdir()))} eval videos to {out}")
+    print(
+        f"wrote {len(list((out / 'train').iterdir()))} training and {len(list((out / 'eval').iterdir()))} eval videos to {out}"
+    )
 
 
 if __name__ == "__main__":
