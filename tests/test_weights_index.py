@@ -100,6 +100,7 @@ def encoded(hf_offline: Path, vidtok_cache: Path, tmp_path: Path) -> tuple[Path,
     work = tmp_path / "work"
     work.mkdir()
     weights = convert_checkpoint(ckpt, work / "kl.safetensors", config=fixture_config(KL_FIXTURE))
+    assert hub.find_weights(hub.file_sha256(weights)) is None  # the Python API records nothing: encode does
     make_video(work / "v.mp4", n=9, w=32, h=24, fps=25)
     proc = run("encode", "v.mp4", "-o", "v.vtok", "--model", "./kl.safetensors", "-q", cwd=work)
     assert proc.returncode == 0, proc.stderr
@@ -166,3 +167,20 @@ def test_a_zoo_card_name_offline_is_found_through_the_index(encoded: tuple[Path,
     with pytest.raises(VidtokError, match="--weights PATH") as e:
         load_for_file(card, sha, str(weights), card, where="v.vtok")
     assert "\n" not in str(e.value) and card in str(e.value)
+
+
+def test_convert_command_records_its_output(vidtok_cache: Path, tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from vidtok_cli.cli.app import load_commands
+
+    ckpt = VIDTOK_REF / KL_FIXTURE / "model.ckpt"
+    if not ckpt.is_file():
+        pytest.fail(f"{ckpt} is missing: this test needs ../shared/reference")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(fixture_config(KL_FIXTURE)))
+    out = tmp_path / "kl.safetensors"
+    result = CliRunner().invoke(load_commands(), ["convert", str(ckpt), "-o", str(out), "-c", str(cfg), "-q"])
+    assert result.exit_code == 0, result.output
+    assert hub.find_weights(hub.file_sha256(out)).resolve() == out.resolve()
