@@ -169,9 +169,11 @@ def encode_file(
                 writer.write_latents(
                     chunk.latent.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
                 )
-        for packet in audio_packets:
-            writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
         n = stats["frames"]
+        if audio_info is not None:  # the audio of the encoded frames only (--max-frames)
+            span = video.audio_span(audio_packets, audio_info.time_base, 0, Fraction(n) / out_fps)
+            for packet in span:
+                writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
         from .stream import native_frame_count
 
         padded_count = n if segment_frames else native_frame_count(n, m)
@@ -365,23 +367,22 @@ def decode_file(
         )
         written = len(paths)
     else:
-        audio_info = None
-        use_audio = audio and h.get("audio") and start_frame == 0 and end == total
-        if use_audio:
-            audio_info = video.AudioInfo.from_dict(h["audio"]["info"])
+        audio_info = video.AudioInfo.from_dict(h["audio"]["info"]) if audio and h.get("audio") else None
         with video.VideoWriter(
             dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force
         ) as w:
             for block in wanted():
                 w.write(block)
                 written += block.shape[0]
-            if use_audio:
-                for p in reader.audio_packets():
-                    w.write_audio(
-                        video.AudioPacket(
-                            data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True
-                        )
+            if audio_info is not None:  # the audio of the decoded frames only
+                stored = (
+                    video.AudioPacket(
+                        data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True
                     )
+                    for p in reader.audio_packets()
+                )
+                for packet in video.audio_span(stored, audio_info.time_base, start_frame / fps, end / fps):
+                    w.write_audio(packet)
     elapsed = time.perf_counter() - t0
     return {
         "input": str(src),
