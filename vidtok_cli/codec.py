@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import video, vtok
+from . import hub, video, vtok
 from .errors import UsageError, VidtokError
 
 Progress = Callable[[int], None]
@@ -146,7 +146,10 @@ def encode_file(
         weights_reference=str(card.get("weights_reference", "")),
         causal=layout.causal,
         source_file=src.name,
+        **({"weights_file": os.path.abspath(m.weights_path)} if m.weights_path is not None else {}),
     )
+    if m.weights_path is not None:
+        hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
         n_tokens = 0
         chunks = encode_frames(
@@ -166,9 +169,11 @@ def encode_file(
                 writer.write_latents(
                     chunk.latent.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
                 )
-        for packet in audio_packets:
-            writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
         n = stats["frames"]
+        if audio_info is not None:  # the audio of the encoded frames only (--max-frames)
+            span = video.audio_span(audio_packets, audio_info.time_base, 0, Fraction(n) / out_fps)
+            for packet in span:
+                writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
         from .stream import native_frame_count
 
         padded_count = n if segment_frames else native_frame_count(n, m)
@@ -235,33 +240,17 @@ def _audio_header(info: video.AudioInfo) -> dict[str, Any]:
 
 
 def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path) -> Any:
-    from .errors import ModelNotFoundError
-    from .loading import load_model
+    from .loading import load_for_file
 
-    named = header["model"]["card"]
-    if weights is not None:
-        m = load_model(weights, device=device)
-    else:
-        ref = header.get("weights_reference") or ""
-        candidates = [named] + ([ref] if ref and ref != named else [])
-        m = None
-        for cand in candidates:
-            try:
-                m = load_model(cand, device=device)
-                break
-            except ModelNotFoundError:
-                continue
-        if m is None:
-            raise ModelNotFoundError(
-                f"{path} was made with model {named!r}, which is not available here; pass --weights"
-            )
-        want = header["model"].get("sha256") or ""
-        have = m.weights_sha256
-        if want and have and want != have:
-            raise VidtokError(
-                f"{path} was made with other weights for {named!r} (sha256 {want[:12]}..., found {have[:12]}...); "
-                "pass --weights to decode with these anyway"
-            )
+    m = load_for_file(
+        header["model"]["card"],
+        header["model"].get("sha256") or "",
+        weights_file=header.get("weights_file") or None,
+        weights_reference=header.get("weights_reference") or None,
+        weights=weights,
+        device=device,
+        where=str(path),
+    )
     lat = header["latent"]
     (spec,) = m.latent_specs.values()
     sf = m.frame_layout.spatial_factor
@@ -378,23 +367,22 @@ def decode_file(
         )
         written = len(paths)
     else:
-        audio_info = None
-        use_audio = audio and h.get("audio") and start_frame == 0 and end == total
-        if use_audio:
-            audio_info = video.AudioInfo.from_dict(h["audio"]["info"])
+        audio_info = video.AudioInfo.from_dict(h["audio"]["info"]) if audio and h.get("audio") else None
         with video.VideoWriter(
             dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force
         ) as w:
             for block in wanted():
                 w.write(block)
                 written += block.shape[0]
-            if use_audio:
-                for p in reader.audio_packets():
-                    w.write_audio(
-                        video.AudioPacket(
-                            data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True
-                        )
+            if audio_info is not None:  # the audio of the decoded frames only
+                stored = (
+                    video.AudioPacket(
+                        data=p.data, pts=p.pts, dts=p.dts, duration=p.duration, is_keyframe=True
                     )
+                    for p in reader.audio_packets()
+                )
+                for packet in video.audio_span(stored, audio_info.time_base, start_frame / fps, end / fps):
+                    w.write_audio(packet)
     elapsed = time.perf_counter() - t0
     return {
         "input": str(src),

@@ -3,19 +3,35 @@
 Downloads go through ``huggingface_hub`` and its cache (HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and
 HF_TOKEN work as usual); every failure becomes one WeightsUnavailableError line.  Neither torch nor
 huggingface_hub is imported at module level.
+
+The weights index (``weights-index.json`` in the cache directory) maps the sha256 of weights files seen on
+this machine (downloaded, converted or used to encode) to their paths, so that decoding finds the weights
+a .vtok file was made with without the network.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from .checkpoints import sha256_file
 from .errors import CheckpointError, WeightsUnavailableError
 
-__all__ = ["cache_dir", "converted_path", "download", "file_sha256", "parse_hub_ref"]
+__all__ = [
+    "cache_dir",
+    "converted_path",
+    "download",
+    "file_sha256",
+    "find_weights",
+    "index_path",
+    "parse_hub_ref",
+    "record_weights",
+]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TRUE = {"1", "on", "yes", "true"}
@@ -188,6 +204,7 @@ def download(
                 f"{what} {repo_id}/{filename} ({path}) has sha256 {actual}, expected {expected}; "
                 "the download is corrupt or the Hub file changed: delete it from the cache and retry"
             )
+    record_weights(path, expected)
     return path
 
 
@@ -227,3 +244,87 @@ def converted_path(source_sha256: str, name: str) -> Path:
         raise ValueError(f"not a hex sha256: {source_sha256!r}")
     safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
     return cache_dir() / "converted" / f"{safe_name}-{digest[:16]}.safetensors"
+
+
+# ----------------------------------------------------------------------------- weights index
+
+
+def index_path() -> Path:
+    """The weights index: a JSON object {sha256: {"path", "size", "mtime_ns"}} in the cache directory."""
+    return cache_dir() / "weights-index.json"
+
+
+def _read_index() -> dict[str, dict[str, Any]]:
+    """The index's entries; a missing, unreadable or corrupt index is empty."""
+    try:
+        data = json.loads(index_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if _SHA256.match(k) and isinstance(v, dict) and "path" in v}
+
+
+def _write_index(entries: dict[str, dict[str, Any]]) -> None:
+    """Replace the index atomically (a temporary file renamed over it); failures are ignored."""
+    target = index_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".weights-index.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entries, f, indent=1, sort_keys=True)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass  # the index is a convenience: an unwritable cache must not fail the command
+
+
+def record_weights(path: str | os.PathLike[str], sha256: str | None = None) -> None:
+    """Add a local weights file to the index under its sha256 (hashed when not given)."""
+    local = Path(os.path.abspath(os.path.expanduser(path)))
+    try:
+        st = local.stat()
+    except OSError:
+        return
+    entries = _read_index()
+    if sha256 is None:
+        known = next((e for e in entries.values() if e.get("path") == str(local)), None)
+        if known is not None and known.get("size") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
+            return
+        try:
+            sha256 = file_sha256(local)
+        except CheckpointError:
+            return
+    digest = sha256.strip().lower()
+    if not _SHA256.match(digest):
+        return
+    new = {"path": str(local), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if entries.get(digest) == new:
+        return
+    entries[digest] = new
+    _write_index(entries)
+
+
+def find_weights(sha256: str) -> Path | None:
+    """A local file with this sha256 from the index, checked now (size and mtime, else its content)."""
+    digest = (sha256 or "").strip().lower()
+    entries = _read_index()
+    entry = entries.get(digest)
+    if entry is None:
+        return None
+    path = Path(str(entry["path"]))
+    try:
+        st = path.stat()
+        unchanged = entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+        if unchanged or (st.st_size == entry.get("size") and file_sha256(path) == digest):
+            if not unchanged:
+                record_weights(path, digest)
+            return path
+    except (OSError, CheckpointError):
+        pass
+    del entries[digest]  # gone or changed: forget it
+    _write_index(entries)
+    return None

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoints, families, hub, zoo
 from ._version import __version__
-from .errors import CheckpointError, ConfigError, ModelNotFoundError, UsageError, VidtokError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    ModelNotFoundError,
+    UsageError,
+    VidtokError,
+    WeightsUnavailableError,
+)
 from .official_config import read_config_file
 from .runtime import resolve_device, torch_dtype
 
@@ -22,7 +29,14 @@ if TYPE_CHECKING:
 
     from .tokenizer import ModuleTokenizer
 
-__all__ = ["convert_checkpoint", "load_model", "resolve_config", "resolve_device", "resolve_weights"]
+__all__ = [
+    "convert_checkpoint",
+    "load_for_file",
+    "load_model",
+    "resolve_config",
+    "resolve_device",
+    "resolve_weights",
+]
 
 
 class DroppedKeysWarning(UserWarning):
@@ -307,6 +321,57 @@ def load_model(
     card_info["weights_file"] = str(source.path)
     card_info["weights_reference"] = source.reference
     return fam.wrap(module, card_info, source.path)
+
+
+def load_for_file(
+    card_name: str,
+    sha256: str,
+    weights_file: str | None = None,
+    weights_reference: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    device: Any = "cpu",
+    where: str = "the file",
+) -> ModuleTokenizer:
+    """The model a .vtok file was made with, found by the sha256 of its weights.
+
+    In order: ``weights`` when given (used as is); the local weights index (``hub.find_weights``); the
+    weights file recorded at encode time; the zoo or the Hub by card name (then ``weights_reference``).
+    A candidate whose sha256 differs is skipped. Raises ModelNotFoundError naming ``--weights PATH``
+    when nothing matches.
+    """
+    if weights is not None:
+        return load_model(weights, device=device)
+    want = (sha256 or "").strip().lower()
+    candidates: list[str] = []
+    if want and (indexed := hub.find_weights(want)) is not None:
+        candidates.append(str(indexed))
+    if weights_file and Path(weights_file).is_file():
+        candidates.append(str(weights_file))
+    candidates.append(card_name)
+    if weights_reference and weights_reference != card_name:
+        candidates.append(weights_reference)
+    reasons: dict[str, str] = {}
+    other: tuple[str, str] | None = None  # (candidate, its sha256): the first one with other weights
+    for cand in dict.fromkeys(candidates):
+        try:
+            m = load_model(cand, device=device)
+        except (ModelNotFoundError, WeightsUnavailableError, CheckpointError, ConfigError) as e:
+            reasons[cand] = str(e)
+            continue
+        have = m.weights_sha256
+        if not want or not have or have == want:
+            return m
+        other = other or (cand, have)
+    if other is not None:
+        raise ModelNotFoundError(
+            f"{where} was made with other weights for {card_name!r} (sha256 {want[:12]}..., {other[0]} has "
+            f"{other[1][:12]}...); pass --weights PATH to decode with these anyway"
+        )
+    reason = reasons.get(card_name) or next(iter(reasons.values()), "")
+    raise ModelNotFoundError(
+        f"{where} was made with weights {card_name!r} (sha256 {want[:12] or '?'}...) that are not on this "
+        f"machine ({reason}); pass --weights PATH"
+    )
 
 
 # ----------------------------------------------------------------------------- conversion

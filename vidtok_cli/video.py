@@ -27,7 +27,9 @@ Decisions (each one a convention the rest of the package relies on):
   decodes to exactly the requested size (some browsers do not play 4:4:4 H.264; ``VideoWriter.notes``
   says when this happened).
 - Audio is copied, never re-encoded: ``iter_audio_packets`` returns the packets as plain data (bytes,
-  timestamps, codec parameters) and ``VideoWriter(audio=...)`` muxes them bit-exactly.
+  timestamps, codec parameters) and ``VideoWriter(audio=...)`` muxes them bit-exactly. Audio follows
+  the video's span at packet granularity: ``audio_span`` keeps the packets that overlap the frames'
+  time span (so audio may run up to one packet past the last frame).
 
 torch and av are imported inside the functions that need them, so importing this module is cheap.
 """
@@ -39,7 +41,7 @@ import os
 import secrets
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,7 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "VideoWriter",
+    "audio_span",
     "center_crop",
     "from_model_output",
     "iter_audio_packets",
@@ -638,6 +641,45 @@ def _iter_audio(container, a, v, path, start, duration):
         raise VideoError(f"{path}: cannot read audio packets: {_ffmpeg_reason(e)}") from e
     finally:
         container.close()
+
+
+def audio_span(
+    packets: Iterable[AudioPacket],
+    time_base: tuple[int, int] | Fraction,
+    start: Fraction | float,
+    end: Fraction | float | None,
+) -> Iterator[AudioPacket]:
+    """The packets that overlap the time span ``[start, end)`` in seconds (``end=None``: no end), with
+    timestamps shifted so that ``start`` becomes 0.
+
+    The cut is at packet granularity: a packet is kept when it starts before ``end`` and ends after
+    ``start``. With ``start == 0`` the packets before 0 (codec priming) are kept as they are. Packets are
+    taken in file order; reading stops (and ``packets`` is closed) at the first one that starts at or
+    after ``end``.
+    """
+    tb = Fraction(*time_base) if isinstance(time_base, tuple) else Fraction(time_base)
+    t0 = Fraction(start).limit_denominator(1_000_000)
+    offset = round(t0 / tb)
+    stop = None if end is None else Fraction(end).limit_denominator(1_000_000) / tb
+    try:
+        for p in packets:
+            ts = p.pts if p.pts is not None else p.dts
+            if ts is not None:
+                if stop is not None and ts >= stop:
+                    break
+                if t0 > 0 and ts + max(int(p.duration), 1) <= offset:
+                    continue
+            if offset:
+                p = replace(
+                    p,
+                    pts=None if p.pts is None else p.pts - offset,
+                    dts=None if p.dts is None else p.dts - offset,
+                )
+            yield p
+    finally:
+        close = getattr(packets, "close", None)
+        if close is not None:
+            close()  # a generator reading a file stops reading it
 
 
 # --------------------------------------------------------------------------------------------------

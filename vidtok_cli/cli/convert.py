@@ -28,9 +28,11 @@ def convert_cmd(
 ) -> None:
     """Convert a checkpoint to a self-describing .safetensors file (weights + config + card + source sha256)."""
     from ..checkpoints import read_safetensors_metadata
+    from ..hub import record_weights
     from ..loading import convert_checkpoint
 
     out = convert_checkpoint(src, output, config=config, dtype=dtype, force=force)
+    record_weights(out)  # so that decoding finds it by sha256
     if not quiet:
         meta = read_safetensors_metadata(out)
         size = out.stat().st_size
