@@ -17,8 +17,7 @@ from vidtok_cli.loading import convert_checkpoint, load_for_file
 from vidtok_cli.vtok import VtokReader
 
 from .refdata import VIDTOK_REF, fixture_config
-from .test_cli import assert_one_line_error, run
-from .test_video import make_video
+from .helpers import assert_one_line_error, make_video, run
 
 KL_FIXTURE = "vidtok_kl_causal_488_4chn"
 
