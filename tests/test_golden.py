@@ -14,7 +14,7 @@ import pytest
 from vidtok_cli import codec
 from vidtok_cli.vtok import VtokReader
 
-from .refdata import VIDTOK_REF, fixture_config
+from .helpers import VIDTOK_REF, fixture_config
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_v1_0"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())

@@ -16,8 +16,7 @@ from vidtok_cli.errors import ModelNotFoundError, VidtokError
 from vidtok_cli.loading import convert_checkpoint, load_for_file
 from vidtok_cli.vtok import VtokReader
 
-from .refdata import VIDTOK_REF, fixture_config
-from .helpers import assert_one_line_error, make_video, run
+from .helpers import VIDTOK_REF, assert_one_line_error, fixture_config, make_video, run
 
 KL_FIXTURE = "vidtok_kl_causal_488_4chn"
 
