@@ -26,6 +26,7 @@ from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.bench import BenchConfig, IdentityModel, collect_videos, run_bench, score_frames
 from vidtok_cli.checkpoints import save_safetensors
 from vidtok_cli.errors import UsageError, WeightsUnavailableError
+from vidtok_cli.families.vidtok import VidTokTokenizer
 from vidtok_cli.metrics import LPIPS, UnverifiedWeightsWarning, load_lpips, lpips_frames
 from vidtok_cli.rd import (
     codec_round_trip,
@@ -77,9 +78,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory, tiny_cfg: VidTokConfi
 @pytest.fixture(scope="module")
 def tiny_model(tiny_cfg: VidTokConfig):
     torch.manual_seed(0)
-    m = build_model(tiny_cfg).eval()
-    m.card = {"name": "tiny"}
-    return m
+    return VidTokTokenizer(build_model(tiny_cfg).eval(), {"name": "tiny"})
 
 
 @pytest.fixture(scope="module")
@@ -298,11 +297,11 @@ def test_interval_sampling_at_60fps(tmp_path):
 def test_vidtok_protocol_defaults_and_refusals(tiny_model):
     cfg = BenchConfig()
     cfg.validate()
-    assert (cfg.fps, cfg.size, cfg.crop, cfg.dtype) == (30.0, 256, True, "float32")
+    assert (cfg.fps, cfg.size, cfg.crop, cfg.run_precision) == (30.0, 256, True, "fp32")
     for bad in (
         BenchConfig(size=128),
         BenchConfig(fps=25.0),
-        BenchConfig(dtype="bf16"),
+        BenchConfig(precision="bf16"),
         BenchConfig(crop=False),
     ):
         with pytest.raises(UsageError, match="protocol custom"):
@@ -334,7 +333,7 @@ def test_long_video_streaming_equals_clip_mode(tiny_model, carphone):
 
 def test_kl_noncausal_model_clips_rate_and_long_video_windows(carphone, tiny_model):
     torch.manual_seed(1)
-    kl = build_model(VidTokConfig(ch=8, regularizer="kl", z_channels=4, causal=False)).eval()
+    kl = VidTokTokenizer(build_model(VidTokConfig(ch=8, regularizer="kl", z_channels=4, causal=False)).eval())
     r = run_bench([carphone], kl, BenchConfig(protocol="custom", size=16, max_clips=1, metrics=("psnr",)))
     o = r.overall
     assert r.protocol["clip_frames"] == 16 and (o["clips"], o["frames_scored"]) == (1, 16)
