@@ -121,9 +121,15 @@ class BenchConfig:
         return p
 
     def describe(self, clip_frames: int, causal: bool, precision: str) -> dict[str, Any]:
-        """The protocol as it ran (``precision``: the one the model ran in), for the report."""
+        """The protocol as it ran (``precision``: the one the model ran in), for the report; its name says
+        when it streamed whole videos or ran in reduced precision."""
+        variant = [
+            v
+            for v in ("long video" if self.long_video else "", "" if precision == "fp32" else precision)
+            if v
+        ]
         return {
-            "name": self.protocol + (" (long video)" if self.long_video else ""),
+            "name": self.protocol + (f" ({', '.join(variant)})" if variant else ""),
             "sampling": "every round(src_fps / fps)-th decoded frame over the whole video"
             if self.fps
             else "every decoded frame",
