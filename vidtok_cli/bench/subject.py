@@ -21,14 +21,14 @@ class IdentityModel(ModuleTokenizer):
 
     Benchmarking it checks the measurement itself: PSNR at the 80 dB cap, SSIM 1, LPIPS 0, FVD 0 (up
     to float noise); ``u8`` values show the cost of 8-bit output alone. Its one continuous stream
-    ``frames`` holds the frames themselves; ``causal`` and ``temporal_factor`` only set the clip lengths
-    it accepts (those of the model it stands in for). It belongs to no registered family, so no .vtok
-    file can name it: the bench measures no rate for it.
+    ``frames`` holds the frames themselves (one latent step per frame, no downsampling); ``causal``
+    chooses the native clip length it is benchmarked with (17 frames, else 16). It belongs to no
+    registered family, so no .vtok file can name it: the bench measures no rate for it.
     """
 
     family = "identity"
 
-    def __init__(self, causal: bool = True, temporal_factor: int = 4, device: str = "cpu") -> None:
+    def __init__(self, causal: bool = True, device: str = "cpu") -> None:
         from torch import nn
 
         card = {
@@ -37,7 +37,7 @@ class IdentityModel(ModuleTokenizer):
             "description": "reconstruction = input (measurement check)",
         }
         super().__init__(nn.Identity(), card)
-        self._layout = FrameLayout(temporal_factor, 1, causal)
+        self._layout = FrameLayout(1, 1, causal)
         self._device = device
 
     @property
