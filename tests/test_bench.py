@@ -14,6 +14,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,6 +27,7 @@ from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.bench import BenchConfig, IdentityModel, collect_videos, run_bench, score_frames
 from vidtok_cli.checkpoints import save_safetensors
 from vidtok_cli.errors import UsageError, WeightsUnavailableError
+from vidtok_cli.families.vidtok import VidTokTokenizer
 from vidtok_cli.metrics import LPIPS, UnverifiedWeightsWarning, load_lpips, lpips_frames
 from vidtok_cli.rd import (
     codec_round_trip,
@@ -77,9 +79,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory, tiny_cfg: VidTokConfi
 @pytest.fixture(scope="module")
 def tiny_model(tiny_cfg: VidTokConfig):
     torch.manual_seed(0)
-    m = build_model(tiny_cfg).eval()
-    m.card = {"name": "tiny"}
-    return m
+    return VidTokTokenizer(build_model(tiny_cfg).eval(), {"name": "tiny"})
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +269,62 @@ def test_cli_usage_errors(tiny_weights, carphone, tmp_path):
     assert "vp9" in err
 
 
+def _bench_in_process(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from vidtok_cli.cli import app
+
+    return CliRunner().invoke(app, ["bench", *args])
+
+
+def test_cli_model_trivial_is_the_baseline(carphone, tmp_path):
+    """--baseline is --model trivial: the same numbers through the same code as any model."""
+    args = (str(carphone), *FAST, "--frames", "9", "--max-clips", "2", "--metrics", "psnr,ssim", "-q")
+    runs = {}
+    for name, flags in (("model", ("--model", "trivial")), ("baseline", ("--baseline",))):
+        res = _bench_in_process(*args, *flags, "--json", str(tmp_path / f"{name}.json"))
+        assert res.exit_code == 0, res.output
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    a, b = runs["model"], runs["baseline"]
+    assert a["model"]["family"] == b["model"]["family"] == "trivial"
+    assert a["model"]["weights_sha256"] == b["model"]["weights_sha256"]
+    assert a["model"]["latent_specs"] == [
+        {"name": "latent", "kind": "continuous", "time_axis": 1, "channels": 3}
+    ]
+    for key in ("clips", "frames_scored", "psnr", "ssim", "psnr_u8", "ssim_u8", "vtok_bytes", "bpp"):
+        assert a["overall"][key] == b["overall"][key], key
+    assert [c["per_frame"] for c in a["clips"]] == [c["per_frame"] for c in b["clips"]]
+    assert 0 < a["overall"]["psnr"] < 80 and a["overall"]["bpp"] > 0 and "tokens" not in a["overall"]
+    res = _bench_in_process(*args, "--baseline", "--model", "trivial")
+    assert isinstance(res.exception, UsageError) and "--baseline" in str(res.exception)
+
+
+def test_cli_precision_and_its_old_name(carphone, tmp_path):
+    args = (str(carphone), "--model", "trivial", "--max-clips", "1", "--metrics", "psnr", "-q")
+    res = _bench_in_process(*args, "--precision", "bf16")
+    assert isinstance(res.exception, UsageError) and "--protocol custom" in str(res.exception)
+    res = _bench_in_process(*args, "--precision", "fp8")
+    assert isinstance(res.exception, UsageError) and "precision" in str(res.exception)
+    out = {}
+    for name, flag in (("precision", "--precision"), ("dtype", "--dtype")):
+        j, c = tmp_path / f"{name}.json", tmp_path / f"{name}.csv"
+        res = _bench_in_process(
+            *args, *FAST, "--frames", "9", flag, "bf16", "--json", str(j), "--csv", str(c)
+        )
+        assert res.exit_code == 0, res.output
+        out[name] = json.loads(j.read_text())
+        assert all(row["protocol"] == "custom (bf16)" for row in csv.DictReader(io.StringIO(c.read_text())))
+    r = out["precision"]
+    assert r["protocol"]["precision"] == r["environment"]["precision"] == r["speed"]["precision"] == "bf16"
+    assert r["speed"]["dtype"] == r["environment"]["dtype"] == "bfloat16"
+    assert r["overall"]["psnr"] == out["dtype"]["overall"]["psnr"]
+    res = _bench_in_process(*args, *FAST, "--precision", "bf16", "--dtype", "fp16")
+    assert isinstance(res.exception, UsageError)
+    # the default: fp32 on the CPU, also for the custom protocol
+    res = _bench_in_process(*args, *FAST, "--frames", "9", "--json", "-")
+    assert res.exit_code == 0 and json.loads(res.stdout)["protocol"]["precision"] == "fp32"
+
+
 # ------------------------------------------------------------------------------------------
 # the protocol, in Python
 # ------------------------------------------------------------------------------------------
@@ -298,11 +354,11 @@ def test_interval_sampling_at_60fps(tmp_path):
 def test_vidtok_protocol_defaults_and_refusals(tiny_model):
     cfg = BenchConfig()
     cfg.validate()
-    assert (cfg.fps, cfg.size, cfg.crop, cfg.dtype) == (30.0, 256, True, "float32")
+    assert (cfg.fps, cfg.size, cfg.crop, cfg.run_precision) == (30.0, 256, True, "fp32")
     for bad in (
         BenchConfig(size=128),
         BenchConfig(fps=25.0),
-        BenchConfig(dtype="bf16"),
+        BenchConfig(precision="bf16"),
         BenchConfig(crop=False),
     ):
         with pytest.raises(UsageError, match="protocol custom"):
@@ -332,9 +388,45 @@ def test_long_video_streaming_equals_clip_mode(tiny_model, carphone):
     assert long.overall["tokens"] == clip.overall["tokens"] == 5 * 2 * 2
 
 
+def test_long_video_is_one_long_clip(tiny_model, carphone):
+    """33 frames streamed (chunks of 16 after the first frame) score and cost like the same 33 frames
+    encoded and decoded as one clip: causal streaming is exact."""
+    base = {"protocol": "custom", "size": 16, "frames": 33, "metrics": ("psnr", "ssim"), "max_clips": 1}
+    clip = run_bench([carphone], tiny_model, BenchConfig(**base))
+    long = run_bench([carphone], tiny_model, BenchConfig(**base, long_video=True))
+    assert clip.overall["frames_scored"] == long.overall["frames_scored"] == 33
+    for m in ("psnr", "ssim", "psnr_u8"):
+        assert np.allclose(clip.clips[0]["per_frame"][m], long.clips[0]["per_frame"][m], atol=1e-3), m
+    assert long.overall["tokens"] == clip.overall["tokens"] == 9 * 2 * 2
+    assert long.overall["bpp_ideal"] == pytest.approx(clip.overall["bpp_ideal"])
+    assert long.speed["frames_timed"] == 33 - 13  # the first chunk (its 13 frames) is the warm-up
+
+
+def test_long_video_reconstruction_is_the_streaming_decoders(carphone):
+    """The long-video protocol scores what stream.encode_frames/decode_chunks reconstruct."""
+    from vidtok_cli.bench.clips import _from_model, _prepare
+    from vidtok_cli.loading import load_model
+    from vidtok_cli.metrics import psnr
+    from vidtok_cli.stream import decode_chunks, encode_frames
+
+    trivial = load_model("trivial")
+    cfg = BenchConfig(protocol="custom", size=16, frames=17, metrics=("psnr",), u8=False, long_video=True)
+    r = run_bench([carphone], trivial, cfg)
+    scored = [v for c in r.clips for v in c["per_frame"]["psnr"]]
+    assert len(scored) == r.overall["frames_scored"] == 113  # 120 frames truncated to 1 + 16k
+
+    gt = _prepare(list(video.iter_frames(carphone))[:113], cfg, torch.device("cpu"))
+    frames = (gt * 255).permute(0, 2, 3, 1).numpy()
+    pieces = list(decode_chunks(trivial, encode_frames(trivial, frames, 16), as_tensors=True))
+    assert [first for first, _ in pieces][0] == 0
+    rec = _from_model(torch.cat([y for _, y in pieces], dim=2))
+    assert np.allclose(scored, psnr(gt, rec).numpy(), atol=1e-4)
+    assert r.model["family"] == "trivial" and r.overall["bpp"] > 0 and "tokens" not in r.overall
+
+
 def test_kl_noncausal_model_clips_rate_and_long_video_windows(carphone, tiny_model):
     torch.manual_seed(1)
-    kl = build_model(VidTokConfig(ch=8, regularizer="kl", z_channels=4, causal=False)).eval()
+    kl = VidTokTokenizer(build_model(VidTokConfig(ch=8, regularizer="kl", z_channels=4, causal=False)).eval())
     r = run_bench([carphone], kl, BenchConfig(protocol="custom", size=16, max_clips=1, metrics=("psnr",)))
     o = r.overall
     assert r.protocol["clip_frames"] == 16 and (o["clips"], o["frames_scored"]) == (1, 16)

@@ -318,6 +318,7 @@ def load_model(
         card_info = embedded
     card_info.setdefault("name", source.path.stem)
     card_info.setdefault("family", fam.name)
+    card_info.setdefault("config", fam.config_to_dict(cfg))
     card_info["weights_file"] = str(source.path)
     card_info["weights_reference"] = source.reference
     return fam.wrap(module, card_info, source.path)

@@ -436,10 +436,12 @@ def decode_chunks(
     autocast_dtype: torch.dtype | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    as_tensors: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Decodes latent chunks back into (first_frame_index, uint8 frames (T, H, W, 3)) pieces, in order.
 
     Frames are those of the padded sequence; the caller trims padding. ``tile``: see ``encode_frames``.
+    ``as_tensors``: yield the decoder's output (1, 3, T, H, W) in [-1, 1] instead (the bench scores it).
     """
     device, dtype = model.device, model.dtype
     decoder = ChunkDecoder(model, tile, tile_overlap)
@@ -449,7 +451,7 @@ def decode_chunks(
 
     def emit(first: int, x: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
         if x.shape[2]:
-            yield first, tensor_to_frames(x)
+            yield first, x if as_tensors else tensor_to_frames(x)
 
     def flush_stream() -> Iterator[tuple[int, np.ndarray]]:
         empty = {k: v[:, :, :0] if v.dtype != torch.int64 else v[:, :0] for k, v in last_z.items()}

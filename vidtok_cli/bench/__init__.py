@@ -16,8 +16,10 @@ Besides the float output, the same metrics are computed on the 8-bit output (rou
 ``vidtok decode`` writes it), reported as ``psnr_u8`` etc. Every clip is also written into a real
 ``.vtok`` file (tokens for FSQ, float16 latents for KL) whose size is the rate.
 
-``protocol="custom"`` changes the sampling rate, size, crop and clip length; ``long_video=True``
-streams whole videos through the causal encoder/decoder instead (the v1.1 tables' protocol).
+``protocol="custom"`` changes the sampling rate, size, crop, clip length and precision;
+``long_video=True`` streams whole videos through ``vidtok_cli.stream`` instead (the v1.1 tables'
+protocol). Any `Tokenizer` can be benchmarked: the model is used only through the interface, and
+``load_model("trivial")`` is the baseline codec (``vidtok bench --model trivial`` / ``--baseline``).
 
 Library use::
 
@@ -26,10 +28,10 @@ Library use::
     result.to_json("results.json"); print(result.overall)
 
 Modules: ``config`` (settings, metric lists, the protocol's description), ``videos`` (inputs),
-``subject`` (the model under test), ``clips`` (frames to clips), ``scoring`` (metrics and means),
-``rate`` (.vtok sizes), ``samples`` (side-by-side files), ``speed`` (timing and memory), ``result``
-(BenchResult, JSON/CSV), ``state`` (accumulators and the clip loop), ``long_video`` (the streamed
-protocol), ``runner`` (``run_bench``). The terminal report is ``vidtok_cli.cli.bench_report``.
+``subject`` (the model under test, :class:`IdentityModel`), ``clips`` (frames to clips), ``scoring``
+(metrics and means), ``rate`` (.vtok sizes), ``samples`` (side-by-side files), ``speed`` (timing and
+memory), ``result`` (BenchResult, JSON/CSV), ``state`` (accumulators and the clip loop), ``long_video``
+(the streamed protocol), ``runner`` (``run_bench``). The terminal report is ``vidtok_cli.cli.bench_report``.
 """
 
 from __future__ import annotations

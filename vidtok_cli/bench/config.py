@@ -32,7 +32,9 @@ class BenchConfig:
 
     ``protocol``: ``"vidtok"`` (the paper's; fps 30, size 256, centre crop, 17/16-frame clips, float32)
     or ``"custom"`` (then ``fps`` (None: every frame), ``size`` (None: native size), ``crop`` and
-    ``frames`` (None: the model's native clip length) apply). ``long_video``: stream whole videos
+    ``frames`` (None: the model's native clip length) and ``precision`` apply). ``precision``: ``auto``
+    (the vidtok protocol: fp32; custom: bf16 autocast on CUDA, fp32 on the CPU), ``fp32``, ``bf16`` or
+    ``fp16`` (autocast; see ``vidtok_cli.runtime``). ``long_video``: stream whole videos
     instead of independent clips (causal models). ``metrics``: any of psnr, ssim, lpips, fvd;
     ``strict_metrics``: a metric that cannot run (weights missing) is an error instead of a note.
     ``max_clips``: at most this many clips per video. ``rd_codecs``: codecs for rate-distortion
@@ -50,7 +52,7 @@ class BenchConfig:
     lpips_weights: str | None = None
     i3d_weights: str | None = None
     max_clips: int | None = None
-    dtype: str = "float32"
+    precision: str = "auto"
     device: str = "auto"
     u8: bool = True
     rate: bool = True
@@ -74,7 +76,7 @@ class BenchConfig:
                     ("--fps", self.fps, 30.0),
                     ("--size", self.size, 256),
                     ("--crop", self.crop, True),
-                    ("--dtype", _dtype_name(self.dtype), "float32"),
+                    ("--precision", self.run_precision, "fp32"),
                 )
                 if value != want
             ]
@@ -100,14 +102,34 @@ class BenchConfig:
             raise UsageError(f"--max-clips must be at least 1, got {self.max_clips}")
         if self.long_video and self.rd_codecs:
             raise UsageError("--rd works on clips; it cannot be combined with --long-video")
-        _dtype_name(self.dtype)
+        self.run_precision  # noqa: B018 (raises for an unknown precision)
         if self.sample_gain <= 0:
             raise UsageError("the difference gain must be positive")
 
-    def describe(self, clip_frames: int, causal: bool) -> dict[str, Any]:
-        """The protocol as it ran, for the report."""
+    @property
+    def run_precision(self) -> str:
+        """``precision`` with ``auto`` resolved where the protocol fixes it (vidtok: ``fp32``); otherwise
+        ``auto`` (decided by the device, see ``vidtok_cli.runtime.compute_dtype``) or ``fp32``/``bf16``/``fp16``."""
+        from ..dtypes import SHORT, canonical_dtype
+        from ..runtime import PRECISIONS
+
+        p = str(self.precision).lower()
+        if p == "auto":
+            return "fp32" if self.protocol == "vidtok" else "auto"
+        if p not in PRECISIONS:
+            p = SHORT[canonical_dtype(p, "precision")]
+        return p
+
+    def describe(self, clip_frames: int, causal: bool, precision: str) -> dict[str, Any]:
+        """The protocol as it ran (``precision``: the one the model ran in), for the report; its name says
+        when it streamed whole videos or ran in reduced precision."""
+        variant = [
+            v
+            for v in ("long video" if self.long_video else "", "" if precision == "fp32" else precision)
+            if v
+        ]
         return {
-            "name": self.protocol + (" (long video)" if self.long_video else ""),
+            "name": self.protocol + (f" ({', '.join(variant)})" if variant else ""),
             "sampling": "every round(src_fps / fps)-th decoded frame over the whole video"
             if self.fps
             else "every decoded frame",
@@ -119,18 +141,9 @@ class BenchConfig:
             if self.long_video
             else "consecutive, non-overlapping; last clip padded by repeating its last frame (duplicates scored)",
             "model_causal": causal,
-            "precision": _dtype_name(self.dtype),
+            "precision": precision,
             "aggregation": "mean over every scored frame of every video (frame-weighted)",
             "u8": "reconstruction rounded to uint8 (as `vidtok decode` writes it) vs the float ground truth",
             "max_clips_per_video": self.max_clips,
             "metrics": list(self.metrics),
         }
-
-
-def _dtype_name(dtype: Any) -> str:
-    names = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-             "bf16": "bfloat16", "bfloat16": "bfloat16"}  # fmt: skip
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in names:
-        raise UsageError(f"unknown dtype {dtype!r} (fp32, bf16 or fp16)")
-    return names[key]

@@ -31,7 +31,7 @@ class _Rate:
 
         header = vtok.make_header(
             model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, mode=self.s.mode,
-            latent_channels=self.s.model.cfg.z_channels, latent_height=lat_h, latent_width=lat_w,
+            latent_channels=self.s.latent_channels, latent_height=lat_h, latent_width=lat_w,
             temporal_factor=self.s.tdf if self.s.causal else 4, spatial_factor=self.s.sf, width=width,
             height=height, fps=self.fps, latent_dtype="float16", fsq_levels=self.s.levels,
             frames_per_record=frames_per_record, causal=self.s.causal, source_file="bench",

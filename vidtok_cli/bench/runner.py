@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import tempfile
@@ -23,7 +22,7 @@ from .result import BenchResult
 from .samples import _Samples
 from .scoring import _finite, _fvd_summary, _Mean, _Metrics
 from .speed import _Speed
-from .state import _RunState, _VideoState
+from .state import _rate_values, _RunState, _VideoState
 from .subject import _Subject
 from .videos import _unique_stems, collect_videos
 
@@ -39,8 +38,9 @@ def run_bench(
 ) -> BenchResult:
     """Benchmark ``model`` on the videos in ``inputs`` (files, folders, CSVs) under ``config``.
 
-    ``model``: a loaded VidTok model, an :class:`IdentityModel`, a zoo name / weights path, or None for
-    the default model. ``progress(done, expected)`` is called after every clip. A KeyboardInterrupt
+    ``model``: a loaded `Tokenizer` of any family (``load_model(...)``, ``load_model("trivial")`` for
+    the baseline), an :class:`IdentityModel`, a zoo name / weights path / ``trivial``, or None for the
+    default model. ``progress(done, expected)`` is called after every clip. A KeyboardInterrupt
     during the run ends it early: the result holds what was gathered, with ``partial=True``.
     Raises UsageError for bad settings, WeightsUnavailableError when a metric that was asked for
     explicitly cannot run.
@@ -52,7 +52,7 @@ def run_bench(
         from ..loading import load_model
 
         model = load_model(model, device=cfg.device)
-    subject = _Subject(model, cfg.dtype)
+    subject = _Subject(model, cfg.run_precision)
     clip_frames = _clip_frames(cfg, subject)
     rd_acc = _rd_accumulator(cfg)
     samples_dir = _samples_dir(cfg)
@@ -119,15 +119,16 @@ def _new_result(
 
     card = dict(subject.card)
     card["weights_sha256"] = subject.weights_sha256
-    if not subject.identity and "config" not in card:
-        card["config"] = subject.model.cfg.to_dict()
+    card["frame_layout"] = subject.layout.to_dict()
+    card["latent_specs"] = [spec.to_dict() for spec in subject.specs.values()]
     return BenchResult(
         tool={"name": "vidtok", "version": __version__},
-        protocol=cfg.describe(clip_frames, subject.causal),
+        protocol=cfg.describe(clip_frames, subject.causal, subject.precision),
         model=card,
         environment={
             "device": str(subject.device),
-            "dtype": str(subject.dtype).removeprefix("torch."),
+            "precision": subject.precision,
+            "dtype": subject.dtype_name,
             "torch": torch.__version__,
             "av": av.__version__,
             "numpy": np.__version__,
@@ -187,7 +188,7 @@ def _run_video(
         for _ in steps:
             tick()
     except KeyboardInterrupt:
-        result.videos.append(vstate.record(state.s))
+        result.videos.append(vstate.record())
         if samples is not None:
             result.samples.extend(samples.close())
         raise
@@ -195,7 +196,7 @@ def _run_video(
         if samples is not None:
             samples.abort()
         raise
-    result.videos.append(vstate.record(state.s))
+    result.videos.append(vstate.record())
     if samples is not None:
         result.samples.extend(samples.close())
 
@@ -228,12 +229,7 @@ def _overall(result: BenchResult, st: _RunState) -> dict[str, Any]:
                 o[m + suffix] = (
                     _finite(means[m + suffix]) if st.m.available(m) and (m + suffix) in means else None
                 )
-    if t["bytes"] and t["pixels"]:
-        o["vtok_bytes"] = t["bytes"]
-        o["bpp"] = 8 * t["bytes"] / t["pixels"]
-        if t["tokens"]:
-            o["tokens"] = t["tokens"]
-            o["bpp_ideal"] = t["tokens"] * math.log2(math.prod(st.s.levels or [1])) / t["pixels"]
+    o.update(_rate_values(t["bytes"], t["tokens"], t["bits"], t["pixels"]))
     return o
 
 

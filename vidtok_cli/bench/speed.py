@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import resource
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .subject import _Subject
+
+T = TypeVar("T")
 
 
 def _sync(device: torch.device) -> None:
@@ -83,7 +86,8 @@ class _Speed:
             "device_name": torch.cuda.get_device_name(self.device)
             if self.cuda
             else platform.processor() or platform.machine(),
-            "dtype": str(subject.dtype).removeprefix("torch."),
+            "precision": subject.precision,
+            "dtype": subject.dtype_name,
             "threads": torch.get_num_threads(),
             "encode_fps": frames / enc_s if enc_s > 0 else None,
             "decode_fps": frames / dec_s if dec_s > 0 else None,
@@ -107,3 +111,74 @@ class _Speed:
                 "peak RSS of the process (ru_maxrss; metric networks and video decoding included)"
             )
         return d
+
+
+class _StageClock:
+    """Wall time per stage of a pipeline of generators pulling from each other (input -> encode -> decode).
+
+    Time is exclusive: the decoder's time excludes the encoder's it waits for, the encoder's excludes
+    reading and preparing frames. CUDA is synchronised at every switch. The model stages (``encode``,
+    ``decode``) are bracketed by ``speed.begin()``/``end()`` so peak memory covers the model steps only.
+    """
+
+    MODEL_STAGES = ("encode", "decode")
+
+    def __init__(self, device: torch.device, speed: _Speed) -> None:
+        self.device, self.speed = device, speed
+        self.totals: dict[str, float] = {}
+        self._stack: list[str] = []
+        self._mark = 0.0
+
+    def _in_model(self) -> bool:
+        return bool(self._stack) and self._stack[-1] in self.MODEL_STAGES
+
+    def _charge(self) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        if self._stack:
+            top = self._stack[-1]
+            self.totals[top] = self.totals.get(top, 0.0) + now - self._mark
+        self._mark = now
+
+    def _switch(self, stage: str | None) -> None:
+        """Push ``stage`` (None: pop the current one)."""
+        self._charge()
+        was = self._in_model()
+        if stage is None:
+            self._stack.pop()
+        else:
+            self._stack.append(stage)
+        now = self._in_model()
+        if was and not now:
+            self.speed.end()
+        elif now and not was:
+            self.speed.begin()
+        self._mark = time.perf_counter()
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as ``name``."""
+        self._switch(name)
+        try:
+            yield
+        finally:
+            self._switch(None)
+
+    def wrap(self, items: Iterable[T], name: str) -> Iterator[T]:
+        """``items``, the time spent producing each charged to ``name``."""
+        it = iter(items)
+        while True:
+            self._switch(name)
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                self._switch(None)
+            yield item
+
+    def take(self) -> dict[str, float]:
+        """The seconds per stage since the last ``take()``."""
+        self._charge()
+        out, self.totals = self.totals, {}
+        return out

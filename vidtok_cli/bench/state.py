@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,11 @@ class _VideoState:
         self.sampled = 0
         self.bytes = 0
         self.tokens = 0
+        self.bits = 0.0
         self.pixels = 0
         self.height = self.width = 0
 
-    def record(self, subject: _Subject) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         p = self.plan
         d: dict[str, Any] = {
             "video": str(p.path), "name": p.name, "source_width": p.width, "source_height": p.height,
@@ -43,12 +43,7 @@ class _VideoState:
             "frames_scored": self.frames, "frames_padded": self.padded, "width": self.width, "height": self.height,
         }  # fmt: skip
         d.update({k: _finite(v) for k, v in self.mean.means().items()})
-        if self.bytes and self.pixels:
-            d["vtok_bytes"] = self.bytes
-            d["bpp"] = 8 * self.bytes / self.pixels
-            if subject.mode == "tokens" and self.tokens:
-                d["tokens"] = self.tokens
-                d["bpp_ideal"] = self.tokens * math.log2(math.prod(subject.levels or [1])) / self.pixels
+        d.update(_rate_values(self.bytes, self.tokens, self.bits, self.pixels))
         return d
 
 
@@ -60,7 +55,8 @@ class _RunState:
         self.cfg, self.s, self.m, self.result, self.speed = cfg, subject, mets, result, speed
         self.overall, self.fvd, self.fvd_u8, self.rd = overall, fvd, fvd_u8, rd
         self.clip_frames = clip_frames
-        self.totals = {"bytes": 0, "tokens": 0, "pixels": 0, "clips": 0, "frames": 0, "padded": 0}
+        self.totals: dict[str, Any] = {"bytes": 0, "tokens": 0, "bits": 0.0, "pixels": 0, "clips": 0, "frames": 0,
+                                       "padded": 0}  # fmt: skip
 
     # -- shared ------------------------------------------------------------------------------
     def _score(self, vstate: _VideoState, gt: torch.Tensor, rec: torch.Tensor, n_real: int, clip_index: int,
@@ -112,14 +108,21 @@ class _RunState:
                 real=fr, fake=i3d_features(self.m.i3d, rec_u8.permute(1, 0, 2, 3).unsqueeze(0))
             )
 
-    def _add_rate(self, vstate: _VideoState, size: int, tokens: int, pixels: int) -> None:
-        """Count a .vtok file's bytes, tokens and pixels for the video and the run."""
+    def _add_rate(self, vstate: _VideoState, size: int, tokens: int, bits: float, pixels: int) -> None:
+        """Count a .vtok file's bytes (0: no file), the tokens, their ideal bits and the pixels they cover."""
         vstate.bytes += size
         vstate.tokens += tokens
+        vstate.bits += bits
         vstate.pixels += pixels
         self.totals["bytes"] += size
         self.totals["tokens"] += tokens
+        self.totals["bits"] += bits
         self.totals["pixels"] += pixels
+
+    @property
+    def measures_rate(self) -> bool:
+        """Whether this run measures a rate: a .vtok file per clip/video, or at least the token count."""
+        return self.cfg.rate and (self.s.mode is not None or self.s.discrete)
 
     # -- independent clips (the paper's protocol) -----------------------------------------------
     def clips(
@@ -135,15 +138,15 @@ class _RunState:
             t = gt.shape[0]
             with torch.no_grad():
                 self.speed.begin()
-                (latent, indices), enc_s = _timed(self.s.device, lambda x=x: self.s.encode(x))
-                y, dec_s = _timed(self.s.device, lambda latent=latent, t=t: self.s.decode(latent, t))
+                enc, enc_s = _timed(self.s.device, lambda x=x: self.s.encode(x))
+                y, dec_s = _timed(self.s.device, lambda enc=enc, t=t: self.s.decode(enc.latents, t))
                 self.speed.end()
             self.speed.add(enc_s, dec_s, t)
             rec = _from_model(y)[..., :h, :w]
             extra: dict[str, Any] = {"encode_s": enc_s, "decode_s": dec_s}
-            if self.cfg.rate and rate.active:
-                extra.update(self._clip_rate(vstate, rate, latent, indices, h, w, t))
-            del x, y, latent, indices
+            if self.measures_rate:
+                extra.update(self._clip_rate(vstate, rate, enc.latents, h, w, t))
+            del x, y, enc
             rec_u8, _ = self._score(vstate, gt, rec, n_real, ci, first, extra)
             if self.rd is not None:
                 self._rd_clip(gt, plan, ci)
@@ -151,18 +154,21 @@ class _RunState:
                 samples.add(gt[:n_real], rec_u8[:n_real], first)
             yield ci
 
-    def _clip_rate(self, vstate: _VideoState, rate: _Rate, latent: torch.Tensor, indices: torch.Tensor | None,
-                   h: int, w: int, t: int) -> dict[str, Any]:  # fmt: skip
-        """Write one clip into its own .vtok file; its size, bpp and (tokens) ideal bpp for the clip record."""
-        writer = rate.open(w + (-w) % self.s.sf, h + (-h) % self.s.sf, latent.shape[-2], latent.shape[-1], t)
-        n_tok = rate.write(writer, latent, indices, 0, t, 0)
-        size = rate.finish(writer, t)
+    def _clip_rate(self, vstate: _VideoState, rate: _Rate, latents: dict[str, torch.Tensor], h: int, w: int,
+                   t: int) -> dict[str, Any]:  # fmt: skip
+        """Write one clip into its own .vtok file (when the model can be stored); its size, bpp and (tokens)
+        ideal bpp for the clip record."""
+        size = 0
+        if rate.active:
+            latent, indices = self.s.file_stream(latents, batched=True)
+            sf = self.s.sf
+            writer = rate.open(w + (-w) % sf, h + (-h) % sf, latent.shape[-2], latent.shape[-1], t)
+            rate.write(writer, latent, indices, 0, t, 0)
+            size = rate.finish(writer, t)
+        n_tok, bits = self.s.tokens(latents)
         pixels = t * h * w
-        out: dict[str, Any] = {"vtok_bytes": size, "bpp": 8 * size / pixels}
-        if n_tok:
-            out.update(tokens=n_tok, bpp_ideal=rate.ideal_bits(n_tok) / pixels)
-        self._add_rate(vstate, size, n_tok, pixels)
-        return out
+        self._add_rate(vstate, size, n_tok, bits, pixels)
+        return _rate_values(size, n_tok, bits, pixels)
 
     def _rd_clip(self, gt: torch.Tensor, plan: _VideoPlan, ci: int) -> None:
         import torch
@@ -182,3 +188,15 @@ class _RunState:
         values = score_frames(gt, cands, self.m.frame_metrics, self.m.lpips)
         for (c, q), r in runs.items():
             self.rd.add(c, q, r, values[f"{c}@{q}"], video=plan.name, clip=ci)
+
+
+def _rate_values(size: int, tokens: int, bits: float, pixels: int) -> dict[str, Any]:
+    """``vtok_bytes`` and ``bpp`` of the .vtok files, ``tokens`` and ``bpp_ideal`` (n * log2(K) / pixels)."""
+    out: dict[str, Any] = {}
+    if size and pixels:
+        out["vtok_bytes"] = size
+        out["bpp"] = 8 * size / pixels
+    if tokens and pixels:
+        out["tokens"] = tokens
+        out["bpp_ideal"] = bits / pixels
+    return out

@@ -1,68 +1,128 @@
-"""The thing under test: a uniform view of a VidTok model or the :class:`IdentityModel`."""
+"""The thing under test: any `Tokenizer` seen through its interface, and the :class:`IdentityModel`."""
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError, VidtokError
-from .config import _dtype_name
+from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ..tokenizer import Tokenizer
 
-class IdentityModel:
-    """A stand-in tokenizer whose reconstruction is its input (no rate).
+
+class IdentityModel(ModuleTokenizer):
+    """A stand-in tokenizer whose reconstruction is its input (no weights, no rate).
 
     Benchmarking it checks the measurement itself: PSNR at the 80 dB cap, SSIM 1, LPIPS 0, FVD 0 (up
-    to float noise); ``u8`` values show the cost of 8-bit output alone.
+    to float noise); ``u8`` values show the cost of 8-bit output alone. Its one continuous stream
+    ``frames`` holds the frames themselves (one latent step per frame, no downsampling); ``causal``
+    chooses the native clip length it is benchmarked with (17 frames, else 16). It belongs to no
+    registered family, so no .vtok file can name it: the bench measures no rate for it.
     """
 
-    def __init__(self, causal: bool = True, temporal_factor: int = 4, device: str = "cpu") -> None:
-        self.causal = causal
-        self.temporal_factor = temporal_factor
-        self.device = device
-        self.card = {"name": "identity", "description": "reconstruction = input (measurement check)"}
+    family = "identity"
+
+    def __init__(self, causal: bool = True, device: str = "cpu") -> None:
+        from torch import nn
+
+        card = {
+            "name": "identity",
+            "family": "identity",
+            "description": "reconstruction = input (measurement check)",
+        }
+        super().__init__(nn.Identity(), card)
+        self._layout = FrameLayout(1, 1, causal)
+        self._device = device
+
+    @property
+    def weights_sha256(self) -> str | None:  # type: ignore[override]
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self._device)
+
+    @property
+    def frame_layout(self) -> FrameLayout:
+        return self._layout
+
+    @property
+    def latent_specs(self) -> dict[str, LatentSpec]:
+        return {"frames": LatentSpec("frames", "continuous", 3, time_axis=1, spatial_factor=1)}
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        return Encoded({"frames": x})
+
+    def decode(self, latents: Mapping[str, torch.Tensor], only: str | None = None) -> torch.Tensor:
+        return latents["frames"]
+
+    def encode_chunk(self, x: torch.Tensor, state: Any = None) -> tuple[Encoded, Any]:
+        return Encoded({"frames": x}), state
+
+    def decode_chunk(
+        self, latents: Mapping[str, torch.Tensor], state: Any = None, final: bool = False
+    ) -> tuple[torch.Tensor, Any]:
+        return latents["frames"], state
+
+    def blend_encoded(self, moments: torch.Tensor) -> Encoded:
+        return Encoded({"frames": moments})
 
 
 class _Subject:
-    """A uniform view of a VidTok model or the identity model for the benchmark loop."""
+    """The model under test as the bench loop needs it: layout, streams, precision, encode/decode, rate.
 
-    def __init__(self, model: Any, dtype: str) -> None:
+    Only the `Tokenizer` interface is used. ``precision`` is ``auto``/``fp32``/``bf16``/``fp16``
+    (``vidtok_cli.runtime``); the weights must be float32 (reduced precision is autocast).
+    """
+
+    def __init__(self, model: Tokenizer, precision: str) -> None:
         import torch
 
+        from ..runtime import compute_dtype, precision_name
+
         self.model = model
-        self.identity = isinstance(model, IdentityModel)
-        self.dtype = getattr(torch, _dtype_name(dtype))
-        if self.identity:
-            self.device = torch.device(model.device)
-            self.causal, self.tdf, self.sf = model.causal, model.temporal_factor, 1
-            self.mode: str | None = None
-            self.levels: list[int] | None = None
-            self.card: dict[str, Any] = dict(model.card)
-            self.weights_sha256: str | None = None
-            self.param_bytes = 0
-        else:
-            cfg = model.cfg
-            p = next(model.parameters())
-            self.device = p.device
-            if p.dtype != torch.float32:
-                raise UsageError(
-                    f"the model's weights are {p.dtype}; bench loads them in float32 (use --dtype for autocast)"
-                )
-            self.causal, self.tdf, self.sf = cfg.causal, cfg.time_downsample_factor, cfg.spatial_factor
-            self.mode = "tokens" if cfg.regularizer == "fsq" else "latent"
-            self.levels = list(cfg.fsq_levels) if self.mode == "tokens" else None
-            self.card = dict(model.card or {})
-            self.card.setdefault("name", "unnamed")
-            self.weights_sha256 = _weights_sha256(model)
-            self.param_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        self.device = model.device
+        if model.dtype != torch.float32:
+            raise UsageError(
+                f"the model's weights are {model.dtype}; bench loads them in float32 (use --precision for autocast)"
+            )
+        self.compute_dtype = compute_dtype(precision, self.device)
+        self.precision = precision_name(self.compute_dtype)
+        layout = model.frame_layout
+        self.layout = layout
+        self.causal, self.tdf, self.sf = layout.causal, layout.temporal_factor, layout.spatial_factor
+        self.specs: dict[str, LatentSpec] = dict(model.latent_specs)
+        self.card: dict[str, Any] = dict(model.card or {})
+        self.card.setdefault("name", "unnamed")
+        self.weights_sha256: str | None = model.weights_sha256
+        self.param_bytes = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
+        self.mode, self.stream = _stored_stream(model.family, self.specs)
+        self.levels = list(self.stream.levels) if self.mode == "tokens" else None
+        self.latent_channels = self.stream.channels if self.stream is not None else None
 
     @property
     def name(self) -> str:
         return str(self.card.get("name", "model"))
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the model computes in: ``float32``, ``bfloat16`` or ``float16``."""
+        from ..dtypes import canonical_dtype
+
+        return canonical_dtype(self.precision)
+
+    @property
+    def discrete(self) -> bool:
+        """Whether the model has token (fsq/vq) streams, whose count gives the ideal rate."""
+        return any(s.discrete for s in self.specs.values())
 
     @property
     def native_frames(self) -> int:
@@ -77,58 +137,53 @@ class _Subject:
             raise UsageError(f"--frames must be a multiple of {self.tdf} for this non-causal model, got {t}")
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        import torch
+        from ..runtime import autocast
 
-        if self.dtype == torch.float32 or self.identity:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return autocast(self.device, self.compute_dtype)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(latent, indices or None) of a clip (1, 3, T, H, W) in [-1, 1]."""
-        if self.identity:
-            return x, None
+    def encode(self, x: torch.Tensor) -> Encoded:
+        """The latents of a clip (1, 3, T, H, W) in [-1, 1]."""
         with self.autocast():
-            out = self.model.encode(x)
-        return out.latent, out.indices
+            return self.model.encode(x)
 
-    def decode(self, latent: torch.Tensor, frames: int) -> torch.Tensor:
+    def decode(self, latents: Mapping[str, torch.Tensor], frames: int) -> torch.Tensor:
         """The reconstruction (1, 3, T, H, W) of a clip of ``frames`` frames."""
-        if self.identity:
-            return latent
         with self.autocast():
-            y = self.model.decode(latent)
+            y = self.model.decode(latents)
         if y.shape[2] < frames:
             raise VidtokError(f"the model decoded {y.shape[2]} frames for a clip of {frames}")
         return y[:, :, y.shape[2] - frames :]
 
-    def encode_chunk(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
-        if self.identity:
-            return x, None, None
-        with self.autocast():
-            out, state = self.model.encode_chunk(x, state)
-        return out.latent, out.indices, state
+    def tokens(self, latents: Mapping[str, torch.Tensor]) -> tuple[int, float]:
+        """(token count, ideal bits n * log2(codebook size)) over the discrete streams among ``latents``."""
+        n, bits = 0, 0.0
+        for name, spec in self.specs.items():
+            if spec.discrete and name in latents:
+                k = int(latents[name].numel())
+                n += k
+                bits += k * math.log2(spec.codebook_size or 1)
+        return n, bits
 
-    def decode_chunk(self, z: torch.Tensor, state: Any, final: bool) -> tuple[torch.Tensor, Any]:
-        if self.identity:
-            return z, None
-        with self.autocast():
-            return self.model.decode_chunk(z, state, final=final)
+    def file_stream(
+        self, latents: Mapping[str, torch.Tensor], batched: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(latent, indices or None) of the stream a .vtok file stores, batched (1, ...) for the writer."""
+        assert self.stream is not None
+        t = latents[self.stream.name]
+        t = t if batched else t.unsqueeze(0)
+        return t, (t if self.mode == "tokens" else None)
 
 
-def _weights_sha256(model: Any) -> str:
-    """sha256 of the weights file a model was loaded from, else of its tensors (names, dtypes, bytes)."""
-    import hashlib
+def _stored_stream(family: str, specs: Mapping[str, LatentSpec]) -> tuple[str | None, LatentSpec | None]:
+    """(.vtok mode, stream) for a model a .vtok file can store: a registered family with one continuous
+    or FSQ stream; (None, None) otherwise (no file sizes; the ideal rate of token streams is still counted)."""
+    from .. import families
 
-    import torch
-
-    path = (model.card or {}).get("weights_file")
-    if path and Path(path).is_file():
-        from ..hub import file_sha256
-
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    if family not in families.names() or len(specs) != 1:
+        return None, None
+    spec = next(iter(specs.values()))
+    if spec.kind == "continuous":
+        return "latent", spec
+    if spec.kind == "fsq":
+        return "tokens", spec
+    return None, None

@@ -16,12 +16,17 @@ def bench_cmd(
     inputs: list[Path] = typer.Argument(
         ..., help="Videos, folders (searched recursively) or CSV files with a 'videos' column."
     ),
-    model: str | None = typer.Option(None, "--model", "-m", help="Zoo name, weights file or run directory."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Zoo name, weights file, run directory, or 'trivial' (the baseline codec).",
+    ),
     protocol: str = typer.Option(
         "vidtok",
         "--protocol",
         help="vidtok: the paper's (30 fps sampling, 256x256 centre crop, 17/16-frame clips, fp32); "
-        "custom: set --fps/--size/--frames/--crop/--dtype.",
+        "custom: set --fps/--size/--frames/--crop/--precision.",
     ),
     fps: float | None = typer.Option(
         None, "--fps", help="custom: keep every round(src_fps/fps)-th frame (default 30; 0: every frame)."
@@ -67,14 +72,20 @@ def bench_cmd(
         None, "--csv", help="Write per-clip/per-video/overall values as CSV."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    dtype: str = typer.Option("fp32", "--dtype", help="custom: fp32, bf16 or fp16 (autocast)."),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="auto (the vidtok protocol: fp32; custom: bf16 autocast on CUDA, fp32 on the CPU), fp32, "
+        "or custom: bf16 or fp16 (autocast).",
+    ),
+    dtype: str | None = typer.Option(None, "--dtype", hidden=True, help="Old name of --precision."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     identity: bool = typer.Option(False, "--identity", hidden=True, help="Bench reconstruction = input."),
     baseline: bool = typer.Option(
         False,
         "--baseline",
-        help="Bench the trivial codec (every 4th frame, 8x bilinear down/up) instead of a model.",
+        help="Bench the trivial codec (every 4th frame, 8x bilinear down/up): short for --model trivial.",
     ),
 ) -> None:
     """Measure reconstruction quality (PSNR, SSIM, LPIPS, FVD), speed, memory and rate, by the paper's protocol.
@@ -82,11 +93,17 @@ def bench_cmd(
     Ctrl-C stops early and prints (and writes) the results gathered so far.
     """
     from ..bench import BENCH_METRICS, BenchConfig, IdentityModel, collect_videos, run_bench
-    from ..loading import load_model, resolve_device
+    from ..loading import load_model
+    from ..runtime import resolve_device
     from .bench_report import print_report
 
+    if baseline and model is not None:
+        raise UsageError("--baseline is short for --model trivial; give one of them")
+    if baseline:
+        model = "trivial"
+    precision = _precision(precision, dtype)
     custom = {"--fps": fps, "--size": size, "--frames": frames, "--crop": crop,
-              "--dtype": None if dtype.lower() in ("fp32", "float32") else dtype}  # fmt: skip
+              "--precision": None if precision in ("auto", "fp32") else precision}  # fmt: skip
     if protocol == "vidtok" and any(v is not None for v in custom.values()):
         given = ", ".join(k for k, v in custom.items() if v is not None)
         raise UsageError(f"{given} cannot change the vidtok protocol; add --protocol custom")
@@ -115,7 +132,7 @@ def bench_cmd(
         frames=frames, long_video=long_video, metrics=wanted, strict_metrics=metrics is not None,
         lpips_weights=None if lpips_weights is None else str(lpips_weights),
         i3d_weights=None if i3d_weights is None else str(i3d_weights),
-        max_clips=max_clips, dtype=dtype, device=device,
+        max_clips=max_clips, precision=precision, device=device,
         rd_codecs=tuple(c for c in (rd or "").split(",") if c.strip()), rd_crfs=crf, rd_preset=preset,
         save_samples=None if save_samples is None else str(save_samples), force=force,
     )  # fmt: skip
@@ -125,12 +142,7 @@ def bench_cmd(
         cfg.rd_codecs, cfg.rd_crfs = parse_codecs(cfg.rd_codecs), parse_crfs(crf)
     cfg.validate()
     videos = collect_videos(inputs)  # before loading a model: a wrong path is reported at once
-    if identity:
-        m = IdentityModel(device=str(resolve_device(device)))
-    elif baseline:
-        m = load_model("trivial", device=device)
-    else:
-        m = load_model(model, device=device)
+    m = IdentityModel(device=str(resolve_device(device))) if identity else load_model(model, device=device)
     err = console(stderr=True)
     show = not quiet and json_out != "-"
     with clip_progress(not show) as cb:
@@ -153,3 +165,13 @@ def bench_cmd(
         )
     if result.partial:
         raise typer.Exit(130)
+
+
+def _precision(precision: str | None, dtype: str | None) -> str:
+    """``--precision`` (or its old name ``--dtype``) as ``auto``/``fp32``/``bf16``/``fp16``."""
+    from ..dtypes import SHORT, canonical_dtype
+
+    if precision is not None and dtype is not None and precision != dtype:
+        raise UsageError("--dtype is the old name of --precision; give one of them")
+    p = (precision or dtype or "auto").lower()
+    return p if p == "auto" else SHORT[canonical_dtype(p, "precision")]
