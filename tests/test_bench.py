@@ -29,7 +29,7 @@ from vidtok_cli.checkpoints import save_safetensors
 from vidtok_cli.errors import UsageError, WeightsUnavailableError
 from vidtok_cli.families.vidtok import VidTokTokenizer
 from vidtok_cli.metrics import LPIPS, UnverifiedWeightsWarning, load_lpips, lpips_frames
-from vidtok_cli.rd import (
+from vidtok_cli.bench.rd import (
     codec_round_trip,
     interpolate_log_rate,
     parse_codecs,
@@ -562,7 +562,7 @@ def test_rd_interpolation_and_verdicts():
 
 def test_rd_plot(tmp_path):
     pytest.importorskip("matplotlib")
-    from vidtok_cli.rd import plot_rd
+    from vidtok_cli.bench.rd import plot_rd
 
     rd = {"metrics": ["psnr", "ssim"], "ours": {"model": "m", "bpp": 0.08, "bpp_ideal": 0.06, "psnr": 30, "ssim": 0.9},
           "points": [{"codec": "x264", "crf": q, "preset": "medium", "pix_fmt": "yuv420p", "bpp": b, "psnr": p,
@@ -576,7 +576,7 @@ def test_rd_plot(tmp_path):
 def test_plot_rd_without_matplotlib(tmp_path, monkeypatch):
     import sys
 
-    from vidtok_cli.rd import plot_rd
+    from vidtok_cli.bench.rd import plot_rd
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(UsageError, match=r"vidtok\[plot\]"):

@@ -95,7 +95,7 @@ def _rd_accumulator(cfg: BenchConfig) -> Any:
     """The rate-distortion accumulator for ``cfg.rd_codecs``, or None."""
     if not cfg.rd_codecs:
         return None
-    from ..rd import RDAccumulator, parse_codecs, parse_crfs
+    from .rd import RDAccumulator, parse_codecs, parse_crfs
 
     return RDAccumulator(parse_codecs(cfg.rd_codecs), parse_crfs(cfg.rd_crfs), cfg.rd_preset, cfg.rd_pix_fmt)
 
@@ -235,7 +235,7 @@ def _overall(result: BenchResult, st: _RunState) -> dict[str, Any]:
 
 def _rd_summary(st: _RunState, o: dict[str, Any]) -> dict[str, Any]:
     """The codec points against the tokens' overall values ``o``, with the verdicts."""
-    from ..rd import dominating_metrics, rd_verdicts
+    from .rd import dominating_metrics, rd_verdicts
 
     points = st.rd.points()
     metrics = list(st.m.frame_metrics)

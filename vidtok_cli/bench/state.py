@@ -173,7 +173,7 @@ class _RunState:
     def _rd_clip(self, gt: torch.Tensor, plan: _VideoPlan, ci: int) -> None:
         import torch
 
-        from ..rd import codec_round_trip
+        from .rd import codec_round_trip
 
         u8 = (gt * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         runs = {}

@@ -137,7 +137,7 @@ def bench_cmd(
         save_samples=None if save_samples is None else str(save_samples), force=force,
     )  # fmt: skip
     if cfg.rd_codecs:
-        from ..rd import parse_codecs, parse_crfs
+        from ..bench.rd import parse_codecs, parse_crfs
 
         cfg.rd_codecs, cfg.rd_crfs = parse_codecs(cfg.rd_codecs), parse_crfs(crf)
     cfg.validate()
@@ -158,7 +158,7 @@ def bench_cmd(
     if csv_out is not None:
         result.to_csv(csv_out, force=force)
     if plot is not None and result.rd:
-        from ..rd import plot_rd
+        from ..bench.rd import plot_rd
 
         plot_rd(
             result.rd, plot, force=force, title=f"{result.model.get('name')}: {result.protocol.get('name')}"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, VidtokError
+from ..errors import UsageError, VidtokError
 
 __all__ = [
     "CODECS",
