@@ -25,10 +25,6 @@ from safetensors.torch import save_file
 from vidtok_cli import video
 from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.bench import BenchConfig, IdentityModel, collect_videos, run_bench, score_frames
-from vidtok_cli.checkpoints import save_safetensors
-from vidtok_cli.errors import UsageError, WeightsUnavailableError
-from vidtok_cli.families.vidtok import VidTokTokenizer
-from vidtok_cli.metrics import LPIPS, UnverifiedWeightsWarning, load_lpips, lpips_frames
 from vidtok_cli.bench.rd import (
     codec_round_trip,
     interpolate_log_rate,
@@ -37,6 +33,10 @@ from vidtok_cli.bench.rd import (
     rd_verdicts,
     x264_sei_bytes,
 )
+from vidtok_cli.checkpoints import save_safetensors
+from vidtok_cli.errors import UsageError, WeightsUnavailableError
+from vidtok_cli.families.vidtok import VidTokTokenizer
+from vidtok_cli.metrics import LPIPS, UnverifiedWeightsWarning, load_lpips, lpips_frames
 
 from .helpers import assert_one_line_error, cli, run
 

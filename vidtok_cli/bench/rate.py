@@ -1,4 +1,4 @@
-"""The rate: latents or tokens written into real .vtok files, whose size is the rate (codecs: ``vidtok_cli.rd``)."""
+"""The rate: latents or tokens written into real .vtok files, whose size is the rate (codecs: ``bench.rd``)."""
 
 from __future__ import annotations
 
