@@ -50,7 +50,7 @@ from .payloads import (
 )
 from .reader import VtokReader
 from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk, VtokChunk
-from .streams import Stream, stream_entry
+from .streams import Stream, parse_streams, stream_entry
 from .tokens import token_coding_report
 from .writer import VtokWriter
 
@@ -64,6 +64,7 @@ __all__ = [
     "VtokChunk",
     "Stream",
     "stream_entry",
+    "parse_streams",
     "StoredChunk",
     "StoredTokenChunk",
     "IndexEntry",
