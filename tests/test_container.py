@@ -25,6 +25,7 @@ from vidtok_cli.vtok import (
     float32_to_bfloat16_bits,
     make_header,
     pack_indices,
+    stream_entry,
     token_coding_report,
     unpack_indices,
 )
@@ -35,21 +36,21 @@ SHA = "ab" * 32
 
 
 def header(mode: str = "tokens", *, levels=LEVELS6, h: int = 4, w: int = 6, dtype: str = "float16", **kw):
-    channels = len(levels) if mode == "tokens" else kw.pop("channels", 4)
+    """A one-stream header: ``tokens`` (FSQ, (t, h, w)) or ``latent`` (continuous, (C, t, h, w))."""
+    if mode == "tokens":
+        stream = stream_entry("tokens", "fsq", (h, w), time_axis=0, levels=levels, channels=len(levels))
+    else:
+        c = kw.pop("channels", 4)
+        stream = stream_entry("latent", "continuous", (c, h, w), time_axis=1, dtype=dtype, channels=c)
     return make_header(
         model_card="vidtok-test",
         weights_sha256=SHA,
-        mode=mode,
-        latent_channels=channels,
-        latent_height=h,
-        latent_width=w,
+        streams=kw.pop("streams", [stream]),
         temporal_factor=4,
         spatial_factor=8,
         width=w * 8,
         height=h * 8,
         fps=Fraction(30000, 1001),
-        latent_dtype=dtype,
-        fsq_levels=levels if mode == "tokens" else None,
         **kw,
     )
 
@@ -152,7 +153,7 @@ def write_token_file(
                 idx = gauss_tokens(rng, (t, 8, 8), [8, 8, 8], sigma=0.6)
                 if t > 1:  # a mostly static scene
                     idx[1] = np.where(rng.random((8, 8)) < 0.8, idx[0], idx[1])
-            w.write_tokens(idx, f0, f1, l0)
+            w.write_chunk({"tokens": idx}, f0, f1, l0)
             expected.append((f0, f1, l0, idx))
             if audio:
                 w.write_audio(bytes([i]) * (5 + i), pts=1024 * i, dts=1024 * i, duration=1024)
@@ -169,7 +170,7 @@ def write_latent_file(path: Path, dtype: str = "float16", seed: int = 0, n_chunk
             if i == 2:
                 w.mark_segment(f0, l0)
             lat = rng.standard_normal((4, t, 3, 5)).astype(np.float32) * 3
-            w.write_latents(lat, f0, f1, l0)
+            w.write_chunk({"latent": lat}, f0, f1, l0)
             expected.append((f0, f1, l0, lat))
     return expected
 
@@ -260,7 +261,7 @@ def test_latent_round_trip_every_dtype(tmp_path, dtype):
     p = tmp_path / "lat.vtok"
     expected = write_latent_file(p, dtype)
     r = VtokReader(p)
-    assert r.header["latent"]["dtype"] == dtype
+    assert r.header["streams"][0]["dtype"] == dtype
     chunks = list(r.iter_latent_chunks())
     assert [c[0] for c in chunks] == [e[2] for e in expected]
     for c, (f0, f1, _, lat) in zip(chunks, expected, strict=True):
@@ -281,7 +282,7 @@ def test_latent_inf_nan_survive(tmp_path, dtype):
     lat = np.zeros((4, 1, 3, 5), dtype=np.float32)
     lat[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
     with VtokWriter(p, header("latent", dtype=dtype, channels=4, h=3, w=5)) as w:
-        w.write_latents(lat, 0, 1, 0)
+        w.write_chunk({"latent": lat}, 0, 1, 0)
     ((_, back),) = VtokReader(p).iter_latent_chunks()
     assert back[0, 0, 0, 0] == np.inf and back[0, 0, 0, 1] == -np.inf and np.isnan(back[0, 0, 0, 2])
 
@@ -290,7 +291,7 @@ def test_float16_overflow_is_refused(tmp_path):
     p = tmp_path / "x.vtok"
     with pytest.raises(ContainerError, match="float16"):
         with VtokWriter(p, header("latent", channels=4, h=3, w=5)) as w:
-            w.write_latents(np.full((4, 1, 3, 5), 1e5, dtype=np.float32), 0, 1, 0)
+            w.write_chunk({"latent": np.full((4, 1, 3, 5), 1e5, dtype=np.float32)}, 0, 1, 0)
     assert not p.exists() and no_part_files(tmp_path)
 
 
@@ -442,9 +443,9 @@ def test_writer_keeps_entropy_coding_only_when_smaller(tmp_path):
     skewed = gauss_tokens(rng, (2, 16, 16), LEVELS6)
     uniform = rng.integers(0, 8**6, size=(2, 16, 16))
     with VtokWriter(p, hdr) as w:
-        w.write_tokens(skewed, 0, 8, 0)
-        w.write_tokens(uniform, 8, 16, 2)
-        w.write_tokens(skewed, 16, 24, 4, coding="packed")
+        w.write_chunk({"tokens": skewed}, 0, 8, 0)
+        w.write_chunk({"tokens": uniform}, 8, 16, 2)
+        w.write_chunk({"tokens": skewed}, 16, 24, 4, coding="packed")
     recs = list(VtokReader(p).records())
     assert [r.coding for r in recs] == ["rans", "packed", "packed"]
     packed_len = (2 * 16 * 16 * 18 + 7) // 8
@@ -468,7 +469,7 @@ def test_token_file_round_trip(token_file):
     for c, (f0, f1, l0, idx) in zip(chunks, expected, strict=True):
         assert (c.first_latent, c.first_frame, c.end_frame) == (l0, f0, f1)
         assert c.indices.dtype == np.int64 and np.array_equal(c.indices, idx)
-    recs = [rec for rec in r.records() if rec.type == vc.RecordType.TOKENS]
+    recs = [rec for rec in r.records() if rec.type == vc.RecordType.CHUNK]
     assert {rec.coding for rec in recs} == {"rans", "packed"}
     assert any(rec.coding == "rans" and rec.raw[1] == 1 for rec in recs)  # the repeat-flag model
     pk = list(r.audio_packets())
@@ -490,13 +491,14 @@ def test_file_matches_the_spec(token_file):
     path, expected = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    assert spec["version"] == (1, 0) and spec["header"]["model"]["family"] == "vidtok"
+    assert spec["version"] == (1, 1) and spec["header"]["model"]["family"] == "vidtok"
     end = spec["records"][-1]
     assert end[1] == 255 and end[3]["header_updates"] == {"source": {"frame_count": expected[-1][1]}}
     index = json.loads(end[4])
     assert [e[0] for e in index] == [rec[0] for rec in spec["records"][:-1]]
     assert index == [list(e) for e in VtokReader(path).index]
-    tok = [rec for rec in spec["records"] if rec[1] == 2]
+    tok = [rec for rec in spec["records"] if rec[1] == 5]
+    assert {rec[3]["stream"] for rec in tok} == {0}
     packed = [rec for rec in tok if rec[2] == 0]
     assert packed and np.array_equal(
         unpack_indices(packed[0][4], 9, int(np.prod(packed[0][3]["shape"]))).reshape(packed[0][3]["shape"]),
@@ -511,7 +513,7 @@ def test_unknown_header_keys_are_preserved(tmp_path):
     hdr = header("tokens", levels=[4, 4], h=2, w=2, my_tool={"note": "hi"})
     hdr["source"]["color"] = "bt709"
     with VtokWriter(p, hdr) as w:
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         w.close({"source": {"frame_count": 1}, "extra": [1, 2]})
     r = VtokReader(p)
     assert r.header["my_tool"] == {"note": "hi"} and r.header["source"]["color"] == "bt709"
@@ -526,12 +528,12 @@ def test_header_validation(tmp_path):
     with pytest.raises(ContainerError, match="source.fps"):
         VtokWriter(tmp_path / "x.vtok", bad)
     bad = header("tokens")
-    bad["latent"]["channels"] = 5
+    bad["streams"][0]["codebook_size"] = 5
     with pytest.raises(ContainerError, match="FSQ levels"):
         vc.validate_header(bad)
     bad = header("tokens")
-    bad["mode"] = "motion"
-    with pytest.raises(ContainerError, match="reserved"):
+    bad["streams"][0]["kind"] = "motion"
+    with pytest.raises(ContainerError, match="kind must be one of"):
         VtokWriter(tmp_path / "x.vtok", bad)
     assert no_part_files(tmp_path) and not (tmp_path / "x.vtok").exists()
     assert header("tokens")["source"]["fps"] == [30000, 1001]
@@ -550,19 +552,19 @@ def test_frozen_header_keys_cannot_be_updated(tmp_path):
 def test_writer_refuses_misuse(tmp_path):
     with VtokWriter(tmp_path / "x.vtok", header("tokens", levels=[4, 4], h=2, w=2)) as w:
         with pytest.raises(ValueError, match="shape"):
-            w.write_tokens(np.zeros((1, 3, 2), dtype=np.int64), 0, 1, 0)
+            w.write_chunk({"tokens": np.zeros((1, 3, 2), dtype=np.int64)}, 0, 1, 0)
         with pytest.raises(ValueError, match="0..15"):
-            w.write_tokens(np.full((1, 2, 2), 16), 0, 1, 0)
-        with pytest.raises(ValueError, match="mode"):
-            w.write_latents(np.zeros((2, 1, 2, 2), dtype=np.float32), 0, 1, 0)
+            w.write_chunk({"tokens": np.full((1, 2, 2), 16)}, 0, 1, 0)
+        with pytest.raises(ValueError, match="unknown latent"):
+            w.write_chunk({"latent": np.zeros((2, 1, 2, 2), dtype=np.float32)}, 0, 1, 0)
         with pytest.raises(ValueError, match="no audio"):
             w.write_audio(b"x", 0, 0, 1)
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         with pytest.raises(ValueError, match="contiguous"):
-            w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 2, 5, 1)
+            w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 2, 5, 1)
         with pytest.raises(ValueError, match="contiguous"):
             w.mark_segment(1, 3)
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 1, 5, 1)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 1, 5, 1)
 
 
 def test_random_access_starts_at_the_segment(token_file):
@@ -589,9 +591,9 @@ def test_random_access_starts_at_the_segment(token_file):
 def test_unknown_record_types_are_skipped(tmp_path):
     p = tmp_path / "x.vtok"
     with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
-        w.write_tokens(np.ones((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.ones((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         w._record(77, 0, {"future": True}, b"later", None)
-        w.write_tokens(np.ones((1, 2, 2), dtype=np.int64), 1, 5, 1)
+        w.write_chunk({"tokens": np.ones((1, 2, 2), dtype=np.int64)}, 1, 5, 1)
     r = VtokReader(p)
     recs = list(r.records())
     assert recs[1].type_name == "type 77" and recs[1].payload == b"later"
@@ -604,7 +606,7 @@ def test_stats(token_file):
     size = path.stat().st_size
     tokens = sum(e[3].size for e in expected)
     assert s["file_size"] == size and s["tokens"] == tokens
-    assert s["records"] == {"tokens": 5, "audio": 5, "segment": 2}
+    assert s["records"] == {"chunk": 5, "audio": 5, "segment": 2}
     assert s["bits_per_token"] == pytest.approx(8 * size / tokens)
     assert s["bits_per_token_payload"] < s["bits_per_token"]
     assert s["bits_per_pixel"] == pytest.approx(8 * size / (expected[-1][1] * 64 * 64))
@@ -628,7 +630,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path, exc):
     p = tmp_path / "out.vtok"
     with pytest.raises(exc):
         with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
-            w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+            w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
             assert not p.exists() and not no_part_files(tmp_path)  # written to a temporary file
             raise exc()
     assert list(tmp_path.iterdir()) == []
@@ -641,8 +643,8 @@ def test_existing_output_needs_force(tmp_path):
         VtokWriter(p, header("tokens"))
     assert p.read_bytes() == b"precious" and no_part_files(tmp_path)
     with VtokWriter(p, header("tokens"), force=True) as w:
-        w.write_tokens(np.zeros((1, 4, 6), dtype=np.int64), 0, 1, 0)
-    assert VtokReader(p).header["mode"] == "tokens" and no_part_files(tmp_path)
+        w.write_chunk({"tokens": np.zeros((1, 4, 6), dtype=np.int64)}, 0, 1, 0)
+    assert VtokReader(p).streams[0].name == "tokens" and no_part_files(tmp_path)
 
 
 def test_output_appearing_meanwhile_is_not_overwritten(tmp_path):
@@ -668,7 +670,7 @@ def record_ends(path: Path) -> list[tuple[int, int, int | None]]:
     recs = parse_by_spec(path.read_bytes())["records"]
     out = []
     for k, (_, rtype, _, meta, _) in enumerate(recs[:-1]):
-        out.append((recs[k + 1][0], k, meta["frames"][1] if rtype in (1, 2) else None))
+        out.append((recs[k + 1][0], k, meta["frames"][1] if rtype == 5 else None))
     return out
 
 
@@ -779,7 +781,7 @@ def test_damage_behind_a_valid_crc(tmp_path, token_file):
     path, _ = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    k_tok = next(k for k, r in enumerate(spec["records"]) if r[1] == 2 and r[2] == 0)
+    k_tok = next(k for k, r in enumerate(spec["records"]) if r[1] == 5 and r[2] == 0)
     off, rtype, flags, meta, payload = spec["records"][k_tok]
     q = tmp_path / "x.vtok"
     cases = {
@@ -811,7 +813,7 @@ def test_damaged_rans_payload_with_valid_crc(tmp_path, token_file):
     path, _ = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    k = next(k for k, r in enumerate(spec["records"]) if r[1] == 2 and r[2] == 1)
+    k = next(k for k, r in enumerate(spec["records"]) if r[1] == 5 and r[2] == 1)
     payload = spec["records"][k][4]
     q = tmp_path / "x.vtok"
     rng = np.random.default_rng(0)
@@ -835,7 +837,7 @@ def read_everything(path: Path, recover: bool) -> None:
     r = VtokReader(path, recover=recover)
     for rec in r.records():
         _ = rec.payload, rec.frames, rec.latents, rec.coding
-    if r.header["mode"] in ("latent", "tokens"):
+    if len(r.streams) == 1:
         for c in r.iter_latent_chunks(start_frame=5):
             assert c[1].dtype == np.float32
     list(r.audio_packets())
