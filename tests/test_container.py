@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 import sys
@@ -923,3 +924,197 @@ def test_fuzz_behind_valid_crcs(tmp_path, fuzz_sources, which, k, part, ops):
             read_everything(q, recover)
         except ContainerError as e:
             assert "\n" not in str(e)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Format 1.1: named streams, VQ indices, several streams per chunk, the 1.0 view
+
+
+def zipf_tokens(rng, shape, k: int, a: float = 1.3) -> np.ndarray:
+    """VQ indices with a skewed (Zipf-like) distribution over a shuffled codebook."""
+    perm = rng.permutation(k)
+    return perm[np.minimum(rng.zipf(a, size=shape) - 1, k - 1)]
+
+
+def two_stream_header(k: int = 1000, **kw):
+    streams = [
+        stream_entry("latent", "continuous", (2, 3, 4), time_axis=1, dtype="float32"),
+        stream_entry("codes", "vq", (3, 4), time_axis=0, codebook_size=k, **kw),
+    ]
+    return header("tokens", h=3, w=4, streams=streams)
+
+
+@pytest.mark.parametrize("k", [2, 200, 256, 257, 1000, 8192, 65536, 1 << 20])
+def test_vq_round_trip_and_packed_bits(tmp_path, k):
+    rng = np.random.default_rng(k)
+    p = tmp_path / "vq.vtok"
+    streams = [stream_entry("codes", "vq", (5, 7), time_axis=0, codebook_size=k)]
+    uniform = rng.integers(0, k, size=(3, 5, 7))
+    skewed = zipf_tokens(rng, (3, 5, 7), k)
+    with VtokWriter(p, header(streams=streams, h=5, w=7)) as w:
+        w.write_chunk({"codes": uniform}, 0, 9, 0)
+        w.write_chunk({"codes": skewed}, 9, 21, 3)
+        w.write_chunk({"codes": skewed}, 21, 33, 6, coding="packed")
+    r = VtokReader(p)
+    assert r.streams[0].bits == max(1, math.ceil(math.log2(k)))
+    chunks = list(r.iter_chunks())
+    for c, want in zip(chunks, [uniform, skewed, skewed], strict=True):
+        assert c.latents["codes"].dtype == np.int64 and np.array_equal(c.latents["codes"], want)
+    recs = list(r.records())
+    assert len(recs[2].raw) == (uniform.size * r.streams[0].bits + 7) // 8 and recs[2].coding == "packed"
+    assert recs[0].coding == "packed"  # uniform indices: rANS cannot gain
+
+
+def test_vq_rans_is_chosen_when_smaller(tmp_path):
+    rng = np.random.default_rng(5)
+    p = tmp_path / "vq.vtok"
+    k = 8192
+    streams = [stream_entry("codes", "vq", (16, 16), time_axis=0, codebook_size=k)]
+    skewed = np.minimum(rng.zipf(1.5, size=(4, 16, 16)) - 1, k - 1)  # frequent codes have small indices
+    with VtokWriter(p, header(streams=streams, h=16, w=16)) as w:
+        w.write_chunk({"codes": skewed}, 0, 16, 0)
+    (rec,) = list(VtokReader(p).records())
+    assert rec.coding == "rans" and len(rec.raw) < (skewed.size * 13 + 7) // 8
+    assert np.array_equal(rec.payload, skewed)
+    rep = token_coding_report(skewed, codebook_size=k)
+    assert (
+        rep["radices"] == [256, 32]
+        and rep["coding"] == "rans"
+        and rep["bits_rans"] < rep["bits_packed"] == 13
+    )
+
+
+def test_vq_stream_declared_packed_is_never_entropy_coded(tmp_path):
+    p = tmp_path / "vq.vtok"
+    streams = [stream_entry("codes", "vq", (16, 16), time_axis=0, codebook_size=1024, coding="packed")]
+    with VtokWriter(p, header(streams=streams, h=16, w=16)) as w:
+        w.write_chunk({"codes": np.zeros((2, 16, 16), dtype=np.int64)}, 0, 8, 0)
+    assert [rec.coding for rec in VtokReader(p).records()] == ["packed"]
+
+
+def test_two_streams_per_chunk(tmp_path):
+    rng = np.random.default_rng(1)
+    p = tmp_path / "two.vtok"
+    expected = []
+    with VtokWriter(p, two_stream_header()) as w:
+        for i, (f0, f1, l0, t) in enumerate(causal_ranges(3)):
+            if i == 2:
+                w.mark_segment(f0, l0)
+            lat = rng.standard_normal((2, t, 3, 4)).astype(np.float32)
+            codes = zipf_tokens(rng, (t, 3, 4), 1000)
+            w.write_chunk({"codes": codes, "latent": lat}, f0, f1, l0)
+            expected.append((f0, f1, l0, t, lat, codes))
+        with pytest.raises(ValueError, match="missing codes"):
+            w.write_chunk({"latent": lat}, f1, f1 + 8, l0 + t)
+    r = VtokReader(p)
+    assert [s.name for s in r.streams] == ["latent", "codes"] and r.streams[1].kind == "vq"
+    chunks = list(r.iter_chunks())
+    for c, (f0, f1, l0, t, lat, codes) in zip(chunks, expected, strict=True):
+        assert (c.first_frame, c.end_frame, c.first_latent, c.end_latent) == (f0, f1, l0, l0 + t)
+        assert np.array_equal(c.latents["latent"], lat) and np.array_equal(c.latents["codes"], codes)
+    assert [c.segment_start for c in chunks] == [True, False, True, False]
+    assert [c.first_frame for c in r.iter_chunks(expected[2][0] + 1)] == [e[0] for e in expected[2:]]
+    assert [rec.stream for rec in r.records() if rec.type == vc.RecordType.CHUNK][:2] == ["latent", "codes"]
+    s = r.stats()
+    assert s["tokens"] == sum(e[5].size for e in expected) and s["streams"]["latent"]["records"] == 4
+    with pytest.raises(ContainerError, match="2 streams"):
+        list(r.iter_latent_chunks())
+
+
+def test_damaged_stream_records_are_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    p = tmp_path / "two.vtok"
+    with VtokWriter(p, two_stream_header()) as w:
+        for f0, f1, l0, t in causal_ranges(2):
+            w.write_chunk(
+                {"latent": np.ones((2, t, 3, 4)), "codes": zipf_tokens(rng, (t, 3, 4), 1000)}, f0, f1, l0
+            )
+    data = p.read_bytes()
+    spec = parse_by_spec(data)
+    q = tmp_path / "bad.vtok"
+    meta = spec["records"][1][3]
+    cases = {
+        "does not match the header": dict(meta=json.dumps({**meta, "stream": 0}).encode()),
+        "not one of the header's": dict(meta=json.dumps({**meta, "stream": 7}).encode()),
+        "differs from the other streams": dict(meta=json.dumps({**meta, "latents": [0, 2]}).encode()),
+        "codebook": dict(payload=pack_indices(np.full(12, 1023), 10)),
+    }
+    for what, kw in cases.items():
+        q.write_bytes(rewrite_record(data, 1, **kw))
+        try:
+            r = VtokReader(q, recover=True)
+            for rec in r.records():
+                _ = rec.payload
+            msg = r.problem
+        except ContainerError as e:
+            msg = str(e)
+        assert msg and what in msg and "record 1" in msg and "\n" not in msg, (what, msg)
+    # a stream chunk cut off after its first stream: the chunk is incomplete, the frame before it is the last
+    ends = record_ends(p)
+    q.write_bytes(data[: ends[2][0]])
+    with pytest.raises(ContainerError, match=r"cut short after frame 0 \(record 1\)"):
+        VtokReader(q)
+
+
+def test_record_types_of_the_other_version_are_refused(tmp_path):
+    p = tmp_path / "x.vtok"
+    with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
+        w._record(
+            vc.RecordType.TOKENS,
+            0,
+            {"frames": [0, 1], "latents": [0, 1], "shape": [1, 2, 2]},
+            b"\0\0",
+            (0, 1),
+        )
+    with pytest.raises(ContainerError, match="a tokens record in a format 1.1 file"):
+        list(VtokReader(p).records())
+
+
+def v10_file(path: Path, mode: str) -> np.ndarray:
+    """A format-1.0 file written by hand from the 1.0 spec: one chunk of mode ``tokens`` or ``latent``."""
+    if mode == "tokens":
+        lat = {"channels": 2, "dtype": "float16", "fsq_levels": [4, 4]}
+        value = np.array([[[3, 14]]], dtype=np.int64)
+        rtype, payload, shape = 2, pack_indices(value, 4), [1, 1, 2]
+    else:
+        lat = {"channels": 2, "dtype": "float16", "fsq_levels": None}
+        value = np.arange(4, dtype=np.float32).reshape(2, 1, 1, 2)
+        rtype, payload, shape = 1, value.astype("<f2").tobytes(), [2, 1, 1, 2]
+    hdr = {
+        "tool_version": "0.1.0",
+        "model": {"card": "m", "sha256": SHA, "family": "vidtok"},
+        "mode": mode,
+        "latent": {**lat, "height": 1, "width": 2, "temporal_factor": 4, "spatial_factor": 8},
+        "source": {"width": 16, "height": 8, "frame_count": 1, "fps": [30, 1]},
+        "padding": {"pad": [0, 0, 0, 0], "crop": None, "frames_padded": 0},
+        "chunking": {"frames_per_record": 1, "segment_frames": None},
+        "audio": None,
+    }
+    hj = json.dumps(hdr, separators=(",", ":"), sort_keys=True).encode()
+    pre = struct.pack("<8sHHI", b"\x89VTK\r\n\x1a\n", 1, 0, len(hj)) + hj
+    pre += struct.pack("<I", zlib.crc32(pre))
+
+    def record(rt: int, meta: dict, body: bytes) -> bytes:
+        m = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+        rec = struct.pack("<BBHQI", rt, 0, 0, len(body), len(m)) + m + body
+        return rec + struct.pack("<I", zlib.crc32(rec))
+
+    chunk = record(rtype, {"frames": [0, 1], "latents": [0, 1], "shape": shape}, payload)
+    index = json.dumps([[len(pre), rtype, 0, 1]]).encode()
+    footer = record(255, {"header_updates": {}, "records": 1}, index)
+    path.write_bytes(pre + chunk + footer + struct.pack("<Q8s", len(pre) + len(chunk), b"VTOK_END"))
+    return value
+
+
+@pytest.mark.parametrize("mode", ["tokens", "latent"])
+def test_format_1_0_reads_as_its_1_1_view(tmp_path, mode):
+    p = tmp_path / "old.vtok"
+    value = v10_file(p, mode)
+    r = VtokReader(p)
+    assert r.version == (1, 0) and r.header["mode"] == mode
+    (s,) = r.streams
+    assert s.name == mode and s.kind == ("fsq" if mode == "tokens" else "continuous")
+    assert r.header["streams"] == [s.to_dict()] and r.header["frame_layout"]["spatial_factor"] == 8
+    (c,) = list(r.iter_chunks())
+    assert np.array_equal(c.latents[mode], value) and (c.first_frame, c.end_frame) == (0, 1)
+    assert r.stats()["records"] == {mode: 1}

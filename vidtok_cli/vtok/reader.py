@@ -372,6 +372,7 @@ class VtokReader:
         entries: list[IndexEntry] = []
         offset = self._data_start
         order = _ChunkOrder(len(self.streams))
+        group_start = 0
         last_video: tuple[int, int] | None = None  # (record number, end_frame)
         k = 0
         problem: str | None = None
@@ -409,6 +410,8 @@ class VtokReader:
                 what = f"record {k}" if rtype is None else self._describe(k, rtype, frames)
                 problem = f"{what} is damaged: {e}"
                 break
+            if rtype in CHUNK_TYPES and order.next_stream == (1 % len(self.streams)):
+                group_start = len(entries)  # the first record of a chunk
             entries.append(IndexEntry(offset, rtype, fr[0] if fr else None, fr[1] if fr else None))
             offset = f.tell()
             k += 1
@@ -425,7 +428,7 @@ class VtokReader:
         if not self.recover:
             raise self._err(msg + hint)
         self.problem = msg
-        self.index = entries
+        self.index = entries[:group_start] if order.next_stream else entries  # complete chunks only
         self._data_end = offset
 
     # -- reading records ----------------------------------------------------------------------------------
