@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from vidtok_cli.vtok import (
     float32_to_bfloat16_bits,
     make_header,
     pack_indices,
+    stream_entry,
     token_coding_report,
     unpack_indices,
 )
@@ -35,21 +37,21 @@ SHA = "ab" * 32
 
 
 def header(mode: str = "tokens", *, levels=LEVELS6, h: int = 4, w: int = 6, dtype: str = "float16", **kw):
-    channels = len(levels) if mode == "tokens" else kw.pop("channels", 4)
+    """A one-stream header: ``tokens`` (FSQ, (t, h, w)) or ``latent`` (continuous, (C, t, h, w))."""
+    if mode == "tokens":
+        stream = stream_entry("tokens", "fsq", (h, w), time_axis=0, levels=levels, channels=len(levels))
+    else:
+        c = kw.pop("channels", 4)
+        stream = stream_entry("latent", "continuous", (c, h, w), time_axis=1, dtype=dtype, channels=c)
     return make_header(
         model_card="vidtok-test",
         weights_sha256=SHA,
-        mode=mode,
-        latent_channels=channels,
-        latent_height=h,
-        latent_width=w,
+        streams=kw.pop("streams", [stream]),
         temporal_factor=4,
         spatial_factor=8,
         width=w * 8,
         height=h * 8,
         fps=Fraction(30000, 1001),
-        latent_dtype=dtype,
-        fsq_levels=levels if mode == "tokens" else None,
         **kw,
     )
 
@@ -152,7 +154,7 @@ def write_token_file(
                 idx = gauss_tokens(rng, (t, 8, 8), [8, 8, 8], sigma=0.6)
                 if t > 1:  # a mostly static scene
                     idx[1] = np.where(rng.random((8, 8)) < 0.8, idx[0], idx[1])
-            w.write_tokens(idx, f0, f1, l0)
+            w.write_chunk({"tokens": idx}, f0, f1, l0)
             expected.append((f0, f1, l0, idx))
             if audio:
                 w.write_audio(bytes([i]) * (5 + i), pts=1024 * i, dts=1024 * i, duration=1024)
@@ -169,7 +171,7 @@ def write_latent_file(path: Path, dtype: str = "float16", seed: int = 0, n_chunk
             if i == 2:
                 w.mark_segment(f0, l0)
             lat = rng.standard_normal((4, t, 3, 5)).astype(np.float32) * 3
-            w.write_latents(lat, f0, f1, l0)
+            w.write_chunk({"latent": lat}, f0, f1, l0)
             expected.append((f0, f1, l0, lat))
     return expected
 
@@ -260,7 +262,7 @@ def test_latent_round_trip_every_dtype(tmp_path, dtype):
     p = tmp_path / "lat.vtok"
     expected = write_latent_file(p, dtype)
     r = VtokReader(p)
-    assert r.header["latent"]["dtype"] == dtype
+    assert r.header["streams"][0]["dtype"] == dtype
     chunks = list(r.iter_latent_chunks())
     assert [c[0] for c in chunks] == [e[2] for e in expected]
     for c, (f0, f1, _, lat) in zip(chunks, expected, strict=True):
@@ -281,7 +283,7 @@ def test_latent_inf_nan_survive(tmp_path, dtype):
     lat = np.zeros((4, 1, 3, 5), dtype=np.float32)
     lat[0, 0, 0, :3] = [np.inf, -np.inf, np.nan]
     with VtokWriter(p, header("latent", dtype=dtype, channels=4, h=3, w=5)) as w:
-        w.write_latents(lat, 0, 1, 0)
+        w.write_chunk({"latent": lat}, 0, 1, 0)
     ((_, back),) = VtokReader(p).iter_latent_chunks()
     assert back[0, 0, 0, 0] == np.inf and back[0, 0, 0, 1] == -np.inf and np.isnan(back[0, 0, 0, 2])
 
@@ -290,7 +292,7 @@ def test_float16_overflow_is_refused(tmp_path):
     p = tmp_path / "x.vtok"
     with pytest.raises(ContainerError, match="float16"):
         with VtokWriter(p, header("latent", channels=4, h=3, w=5)) as w:
-            w.write_latents(np.full((4, 1, 3, 5), 1e5, dtype=np.float32), 0, 1, 0)
+            w.write_chunk({"latent": np.full((4, 1, 3, 5), 1e5, dtype=np.float32)}, 0, 1, 0)
     assert not p.exists() and no_part_files(tmp_path)
 
 
@@ -442,9 +444,9 @@ def test_writer_keeps_entropy_coding_only_when_smaller(tmp_path):
     skewed = gauss_tokens(rng, (2, 16, 16), LEVELS6)
     uniform = rng.integers(0, 8**6, size=(2, 16, 16))
     with VtokWriter(p, hdr) as w:
-        w.write_tokens(skewed, 0, 8, 0)
-        w.write_tokens(uniform, 8, 16, 2)
-        w.write_tokens(skewed, 16, 24, 4, coding="packed")
+        w.write_chunk({"tokens": skewed}, 0, 8, 0)
+        w.write_chunk({"tokens": uniform}, 8, 16, 2)
+        w.write_chunk({"tokens": skewed}, 16, 24, 4, coding="packed")
     recs = list(VtokReader(p).records())
     assert [r.coding for r in recs] == ["rans", "packed", "packed"]
     packed_len = (2 * 16 * 16 * 18 + 7) // 8
@@ -468,7 +470,7 @@ def test_token_file_round_trip(token_file):
     for c, (f0, f1, l0, idx) in zip(chunks, expected, strict=True):
         assert (c.first_latent, c.first_frame, c.end_frame) == (l0, f0, f1)
         assert c.indices.dtype == np.int64 and np.array_equal(c.indices, idx)
-    recs = [rec for rec in r.records() if rec.type == vc.RecordType.TOKENS]
+    recs = [rec for rec in r.records() if rec.type == vc.RecordType.CHUNK]
     assert {rec.coding for rec in recs} == {"rans", "packed"}
     assert any(rec.coding == "rans" and rec.raw[1] == 1 for rec in recs)  # the repeat-flag model
     pk = list(r.audio_packets())
@@ -490,13 +492,14 @@ def test_file_matches_the_spec(token_file):
     path, expected = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    assert spec["version"] == (1, 0) and spec["header"]["model"]["family"] == "vidtok"
+    assert spec["version"] == (1, 1) and spec["header"]["model"]["family"] == "vidtok"
     end = spec["records"][-1]
     assert end[1] == 255 and end[3]["header_updates"] == {"source": {"frame_count": expected[-1][1]}}
     index = json.loads(end[4])
     assert [e[0] for e in index] == [rec[0] for rec in spec["records"][:-1]]
     assert index == [list(e) for e in VtokReader(path).index]
-    tok = [rec for rec in spec["records"] if rec[1] == 2]
+    tok = [rec for rec in spec["records"] if rec[1] == 5]
+    assert {rec[3]["stream"] for rec in tok} == {0}
     packed = [rec for rec in tok if rec[2] == 0]
     assert packed and np.array_equal(
         unpack_indices(packed[0][4], 9, int(np.prod(packed[0][3]["shape"]))).reshape(packed[0][3]["shape"]),
@@ -511,7 +514,7 @@ def test_unknown_header_keys_are_preserved(tmp_path):
     hdr = header("tokens", levels=[4, 4], h=2, w=2, my_tool={"note": "hi"})
     hdr["source"]["color"] = "bt709"
     with VtokWriter(p, hdr) as w:
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         w.close({"source": {"frame_count": 1}, "extra": [1, 2]})
     r = VtokReader(p)
     assert r.header["my_tool"] == {"note": "hi"} and r.header["source"]["color"] == "bt709"
@@ -526,12 +529,12 @@ def test_header_validation(tmp_path):
     with pytest.raises(ContainerError, match="source.fps"):
         VtokWriter(tmp_path / "x.vtok", bad)
     bad = header("tokens")
-    bad["latent"]["channels"] = 5
+    bad["streams"][0]["codebook_size"] = 5
     with pytest.raises(ContainerError, match="FSQ levels"):
         vc.validate_header(bad)
     bad = header("tokens")
-    bad["mode"] = "motion"
-    with pytest.raises(ContainerError, match="reserved"):
+    bad["streams"][0]["kind"] = "motion"
+    with pytest.raises(ContainerError, match="kind must be one of"):
         VtokWriter(tmp_path / "x.vtok", bad)
     assert no_part_files(tmp_path) and not (tmp_path / "x.vtok").exists()
     assert header("tokens")["source"]["fps"] == [30000, 1001]
@@ -550,19 +553,19 @@ def test_frozen_header_keys_cannot_be_updated(tmp_path):
 def test_writer_refuses_misuse(tmp_path):
     with VtokWriter(tmp_path / "x.vtok", header("tokens", levels=[4, 4], h=2, w=2)) as w:
         with pytest.raises(ValueError, match="shape"):
-            w.write_tokens(np.zeros((1, 3, 2), dtype=np.int64), 0, 1, 0)
+            w.write_chunk({"tokens": np.zeros((1, 3, 2), dtype=np.int64)}, 0, 1, 0)
         with pytest.raises(ValueError, match="0..15"):
-            w.write_tokens(np.full((1, 2, 2), 16), 0, 1, 0)
-        with pytest.raises(ValueError, match="mode"):
-            w.write_latents(np.zeros((2, 1, 2, 2), dtype=np.float32), 0, 1, 0)
+            w.write_chunk({"tokens": np.full((1, 2, 2), 16)}, 0, 1, 0)
+        with pytest.raises(ValueError, match="unknown latent"):
+            w.write_chunk({"latent": np.zeros((2, 1, 2, 2), dtype=np.float32)}, 0, 1, 0)
         with pytest.raises(ValueError, match="no audio"):
             w.write_audio(b"x", 0, 0, 1)
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         with pytest.raises(ValueError, match="contiguous"):
-            w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 2, 5, 1)
+            w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 2, 5, 1)
         with pytest.raises(ValueError, match="contiguous"):
             w.mark_segment(1, 3)
-        w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 1, 5, 1)
+        w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 1, 5, 1)
 
 
 def test_random_access_starts_at_the_segment(token_file):
@@ -589,9 +592,9 @@ def test_random_access_starts_at_the_segment(token_file):
 def test_unknown_record_types_are_skipped(tmp_path):
     p = tmp_path / "x.vtok"
     with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
-        w.write_tokens(np.ones((1, 2, 2), dtype=np.int64), 0, 1, 0)
+        w.write_chunk({"tokens": np.ones((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
         w._record(77, 0, {"future": True}, b"later", None)
-        w.write_tokens(np.ones((1, 2, 2), dtype=np.int64), 1, 5, 1)
+        w.write_chunk({"tokens": np.ones((1, 2, 2), dtype=np.int64)}, 1, 5, 1)
     r = VtokReader(p)
     recs = list(r.records())
     assert recs[1].type_name == "type 77" and recs[1].payload == b"later"
@@ -604,7 +607,7 @@ def test_stats(token_file):
     size = path.stat().st_size
     tokens = sum(e[3].size for e in expected)
     assert s["file_size"] == size and s["tokens"] == tokens
-    assert s["records"] == {"tokens": 5, "audio": 5, "segment": 2}
+    assert s["records"] == {"chunk": 5, "audio": 5, "segment": 2}
     assert s["bits_per_token"] == pytest.approx(8 * size / tokens)
     assert s["bits_per_token_payload"] < s["bits_per_token"]
     assert s["bits_per_pixel"] == pytest.approx(8 * size / (expected[-1][1] * 64 * 64))
@@ -628,7 +631,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path, exc):
     p = tmp_path / "out.vtok"
     with pytest.raises(exc):
         with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
-            w.write_tokens(np.zeros((1, 2, 2), dtype=np.int64), 0, 1, 0)
+            w.write_chunk({"tokens": np.zeros((1, 2, 2), dtype=np.int64)}, 0, 1, 0)
             assert not p.exists() and not no_part_files(tmp_path)  # written to a temporary file
             raise exc()
     assert list(tmp_path.iterdir()) == []
@@ -641,8 +644,8 @@ def test_existing_output_needs_force(tmp_path):
         VtokWriter(p, header("tokens"))
     assert p.read_bytes() == b"precious" and no_part_files(tmp_path)
     with VtokWriter(p, header("tokens"), force=True) as w:
-        w.write_tokens(np.zeros((1, 4, 6), dtype=np.int64), 0, 1, 0)
-    assert VtokReader(p).header["mode"] == "tokens" and no_part_files(tmp_path)
+        w.write_chunk({"tokens": np.zeros((1, 4, 6), dtype=np.int64)}, 0, 1, 0)
+    assert VtokReader(p).streams[0].name == "tokens" and no_part_files(tmp_path)
 
 
 def test_output_appearing_meanwhile_is_not_overwritten(tmp_path):
@@ -668,7 +671,7 @@ def record_ends(path: Path) -> list[tuple[int, int, int | None]]:
     recs = parse_by_spec(path.read_bytes())["records"]
     out = []
     for k, (_, rtype, _, meta, _) in enumerate(recs[:-1]):
-        out.append((recs[k + 1][0], k, meta["frames"][1] if rtype in (1, 2) else None))
+        out.append((recs[k + 1][0], k, meta["frames"][1] if rtype == 5 else None))
     return out
 
 
@@ -779,7 +782,7 @@ def test_damage_behind_a_valid_crc(tmp_path, token_file):
     path, _ = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    k_tok = next(k for k, r in enumerate(spec["records"]) if r[1] == 2 and r[2] == 0)
+    k_tok = next(k for k, r in enumerate(spec["records"]) if r[1] == 5 and r[2] == 0)
     off, rtype, flags, meta, payload = spec["records"][k_tok]
     q = tmp_path / "x.vtok"
     cases = {
@@ -811,7 +814,7 @@ def test_damaged_rans_payload_with_valid_crc(tmp_path, token_file):
     path, _ = token_file
     data = path.read_bytes()
     spec = parse_by_spec(data)
-    k = next(k for k, r in enumerate(spec["records"]) if r[1] == 2 and r[2] == 1)
+    k = next(k for k, r in enumerate(spec["records"]) if r[1] == 5 and r[2] == 1)
     payload = spec["records"][k][4]
     q = tmp_path / "x.vtok"
     rng = np.random.default_rng(0)
@@ -835,7 +838,7 @@ def read_everything(path: Path, recover: bool) -> None:
     r = VtokReader(path, recover=recover)
     for rec in r.records():
         _ = rec.payload, rec.frames, rec.latents, rec.coding
-    if r.header["mode"] in ("latent", "tokens"):
+    if len(r.streams) == 1:
         for c in r.iter_latent_chunks(start_frame=5):
             assert c[1].dtype == np.float32
     list(r.audio_packets())
@@ -921,3 +924,197 @@ def test_fuzz_behind_valid_crcs(tmp_path, fuzz_sources, which, k, part, ops):
             read_everything(q, recover)
         except ContainerError as e:
             assert "\n" not in str(e)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Format 1.1: named streams, VQ indices, several streams per chunk, the 1.0 view
+
+
+def zipf_tokens(rng, shape, k: int, a: float = 1.3) -> np.ndarray:
+    """VQ indices with a skewed (Zipf-like) distribution over a shuffled codebook."""
+    perm = rng.permutation(k)
+    return perm[np.minimum(rng.zipf(a, size=shape) - 1, k - 1)]
+
+
+def two_stream_header(k: int = 1000, **kw):
+    streams = [
+        stream_entry("latent", "continuous", (2, 3, 4), time_axis=1, dtype="float32"),
+        stream_entry("codes", "vq", (3, 4), time_axis=0, codebook_size=k, **kw),
+    ]
+    return header("tokens", h=3, w=4, streams=streams)
+
+
+@pytest.mark.parametrize("k", [2, 200, 256, 257, 1000, 8192, 65536, 1 << 20])
+def test_vq_round_trip_and_packed_bits(tmp_path, k):
+    rng = np.random.default_rng(k)
+    p = tmp_path / "vq.vtok"
+    streams = [stream_entry("codes", "vq", (5, 7), time_axis=0, codebook_size=k)]
+    uniform = rng.integers(0, k, size=(3, 5, 7))
+    skewed = zipf_tokens(rng, (3, 5, 7), k)
+    with VtokWriter(p, header(streams=streams, h=5, w=7)) as w:
+        w.write_chunk({"codes": uniform}, 0, 9, 0)
+        w.write_chunk({"codes": skewed}, 9, 21, 3)
+        w.write_chunk({"codes": skewed}, 21, 33, 6, coding="packed")
+    r = VtokReader(p)
+    assert r.streams[0].bits == max(1, math.ceil(math.log2(k)))
+    chunks = list(r.iter_chunks())
+    for c, want in zip(chunks, [uniform, skewed, skewed], strict=True):
+        assert c.latents["codes"].dtype == np.int64 and np.array_equal(c.latents["codes"], want)
+    recs = list(r.records())
+    assert len(recs[2].raw) == (uniform.size * r.streams[0].bits + 7) // 8 and recs[2].coding == "packed"
+    assert recs[0].coding == "packed"  # uniform indices: rANS cannot gain
+
+
+def test_vq_rans_is_chosen_when_smaller(tmp_path):
+    rng = np.random.default_rng(5)
+    p = tmp_path / "vq.vtok"
+    k = 8192
+    streams = [stream_entry("codes", "vq", (16, 16), time_axis=0, codebook_size=k)]
+    skewed = np.minimum(rng.zipf(1.5, size=(4, 16, 16)) - 1, k - 1)  # frequent codes have small indices
+    with VtokWriter(p, header(streams=streams, h=16, w=16)) as w:
+        w.write_chunk({"codes": skewed}, 0, 16, 0)
+    (rec,) = list(VtokReader(p).records())
+    assert rec.coding == "rans" and len(rec.raw) < (skewed.size * 13 + 7) // 8
+    assert np.array_equal(rec.payload, skewed)
+    rep = token_coding_report(skewed, codebook_size=k)
+    assert (
+        rep["radices"] == [256, 32]
+        and rep["coding"] == "rans"
+        and rep["bits_rans"] < rep["bits_packed"] == 13
+    )
+
+
+def test_vq_stream_declared_packed_is_never_entropy_coded(tmp_path):
+    p = tmp_path / "vq.vtok"
+    streams = [stream_entry("codes", "vq", (16, 16), time_axis=0, codebook_size=1024, coding="packed")]
+    with VtokWriter(p, header(streams=streams, h=16, w=16)) as w:
+        w.write_chunk({"codes": np.zeros((2, 16, 16), dtype=np.int64)}, 0, 8, 0)
+    assert [rec.coding for rec in VtokReader(p).records()] == ["packed"]
+
+
+def test_two_streams_per_chunk(tmp_path):
+    rng = np.random.default_rng(1)
+    p = tmp_path / "two.vtok"
+    expected = []
+    with VtokWriter(p, two_stream_header()) as w:
+        for i, (f0, f1, l0, t) in enumerate(causal_ranges(3)):
+            if i == 2:
+                w.mark_segment(f0, l0)
+            lat = rng.standard_normal((2, t, 3, 4)).astype(np.float32)
+            codes = zipf_tokens(rng, (t, 3, 4), 1000)
+            w.write_chunk({"codes": codes, "latent": lat}, f0, f1, l0)
+            expected.append((f0, f1, l0, t, lat, codes))
+        with pytest.raises(ValueError, match="missing codes"):
+            w.write_chunk({"latent": lat}, f1, f1 + 8, l0 + t)
+    r = VtokReader(p)
+    assert [s.name for s in r.streams] == ["latent", "codes"] and r.streams[1].kind == "vq"
+    chunks = list(r.iter_chunks())
+    for c, (f0, f1, l0, t, lat, codes) in zip(chunks, expected, strict=True):
+        assert (c.first_frame, c.end_frame, c.first_latent, c.end_latent) == (f0, f1, l0, l0 + t)
+        assert np.array_equal(c.latents["latent"], lat) and np.array_equal(c.latents["codes"], codes)
+    assert [c.segment_start for c in chunks] == [True, False, True, False]
+    assert [c.first_frame for c in r.iter_chunks(expected[2][0] + 1)] == [e[0] for e in expected[2:]]
+    assert [rec.stream for rec in r.records() if rec.type == vc.RecordType.CHUNK][:2] == ["latent", "codes"]
+    s = r.stats()
+    assert s["tokens"] == sum(e[5].size for e in expected) and s["streams"]["latent"]["records"] == 4
+    with pytest.raises(ContainerError, match="2 streams"):
+        list(r.iter_latent_chunks())
+
+
+def test_damaged_stream_records_are_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    p = tmp_path / "two.vtok"
+    with VtokWriter(p, two_stream_header()) as w:
+        for f0, f1, l0, t in causal_ranges(2):
+            w.write_chunk(
+                {"latent": np.ones((2, t, 3, 4)), "codes": zipf_tokens(rng, (t, 3, 4), 1000)}, f0, f1, l0
+            )
+    data = p.read_bytes()
+    spec = parse_by_spec(data)
+    q = tmp_path / "bad.vtok"
+    meta = spec["records"][1][3]
+    cases = {
+        "does not match the header": dict(meta=json.dumps({**meta, "stream": 0}).encode()),
+        "not one of the header's": dict(meta=json.dumps({**meta, "stream": 7}).encode()),
+        "differs from the other streams": dict(meta=json.dumps({**meta, "latents": [0, 2]}).encode()),
+        "codebook": dict(payload=pack_indices(np.full(12, 1023), 10)),
+    }
+    for what, kw in cases.items():
+        q.write_bytes(rewrite_record(data, 1, **kw))
+        try:
+            r = VtokReader(q, recover=True)
+            for rec in r.records():
+                _ = rec.payload
+            msg = r.problem
+        except ContainerError as e:
+            msg = str(e)
+        assert msg and what in msg and "record 1" in msg and "\n" not in msg, (what, msg)
+    # a stream chunk cut off after its first stream: the chunk is incomplete, the frame before it is the last
+    ends = record_ends(p)
+    q.write_bytes(data[: ends[2][0]])
+    with pytest.raises(ContainerError, match=r"cut short after frame 0 \(record 1\)"):
+        VtokReader(q)
+
+
+def test_record_types_of_the_other_version_are_refused(tmp_path):
+    p = tmp_path / "x.vtok"
+    with VtokWriter(p, header("tokens", levels=[4, 4], h=2, w=2)) as w:
+        w._record(
+            vc.RecordType.TOKENS,
+            0,
+            {"frames": [0, 1], "latents": [0, 1], "shape": [1, 2, 2]},
+            b"\0\0",
+            (0, 1),
+        )
+    with pytest.raises(ContainerError, match="a tokens record in a format 1.1 file"):
+        list(VtokReader(p).records())
+
+
+def v10_file(path: Path, mode: str) -> np.ndarray:
+    """A format-1.0 file written by hand from the 1.0 spec: one chunk of mode ``tokens`` or ``latent``."""
+    if mode == "tokens":
+        lat = {"channels": 2, "dtype": "float16", "fsq_levels": [4, 4]}
+        value = np.array([[[3, 14]]], dtype=np.int64)
+        rtype, payload, shape = 2, pack_indices(value, 4), [1, 1, 2]
+    else:
+        lat = {"channels": 2, "dtype": "float16", "fsq_levels": None}
+        value = np.arange(4, dtype=np.float32).reshape(2, 1, 1, 2)
+        rtype, payload, shape = 1, value.astype("<f2").tobytes(), [2, 1, 1, 2]
+    hdr = {
+        "tool_version": "0.1.0",
+        "model": {"card": "m", "sha256": SHA, "family": "vidtok"},
+        "mode": mode,
+        "latent": {**lat, "height": 1, "width": 2, "temporal_factor": 4, "spatial_factor": 8},
+        "source": {"width": 16, "height": 8, "frame_count": 1, "fps": [30, 1]},
+        "padding": {"pad": [0, 0, 0, 0], "crop": None, "frames_padded": 0},
+        "chunking": {"frames_per_record": 1, "segment_frames": None},
+        "audio": None,
+    }
+    hj = json.dumps(hdr, separators=(",", ":"), sort_keys=True).encode()
+    pre = struct.pack("<8sHHI", b"\x89VTK\r\n\x1a\n", 1, 0, len(hj)) + hj
+    pre += struct.pack("<I", zlib.crc32(pre))
+
+    def record(rt: int, meta: dict, body: bytes) -> bytes:
+        m = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+        rec = struct.pack("<BBHQI", rt, 0, 0, len(body), len(m)) + m + body
+        return rec + struct.pack("<I", zlib.crc32(rec))
+
+    chunk = record(rtype, {"frames": [0, 1], "latents": [0, 1], "shape": shape}, payload)
+    index = json.dumps([[len(pre), rtype, 0, 1]]).encode()
+    footer = record(255, {"header_updates": {}, "records": 1}, index)
+    path.write_bytes(pre + chunk + footer + struct.pack("<Q8s", len(pre) + len(chunk), b"VTOK_END"))
+    return value
+
+
+@pytest.mark.parametrize("mode", ["tokens", "latent"])
+def test_format_1_0_reads_as_its_1_1_view(tmp_path, mode):
+    p = tmp_path / "old.vtok"
+    value = v10_file(p, mode)
+    r = VtokReader(p)
+    assert r.version == (1, 0) and r.header["mode"] == mode
+    (s,) = r.streams
+    assert s.name == mode and s.kind == ("fsq" if mode == "tokens" else "continuous")
+    assert r.header["streams"] == [s.to_dict()] and r.header["frame_layout"]["spatial_factor"] == 8
+    (c,) = list(r.iter_chunks())
+    assert np.array_equal(c.latents[mode], value) and (c.first_frame, c.end_frame) == (0, 1)
+    assert r.stats()["records"] == {mode: 1}

@@ -119,25 +119,19 @@ def encode_file(
     audio_info, audio_packets = (None, iter(()))
     if audio and info.has_audio:
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
-    (spec,) = m.latent_specs.values()
-    lat_h, lat_w = spec.step_shape(height + pad_h, width + pad_w)[-2:]
-    mode = "tokens" if spec.kind == "fsq" else "latent"
+    specs = m.latent_specs
+    mode = "tokens" if all(spec.discrete for spec in specs.values()) else "latent"
     card = m.card or {}
     header = vtok.make_header(
         model_card=str(card.get("name", "unknown")),
         weights_sha256=m.weights_sha256,
         family=m.family,
-        mode=mode,
-        latent_channels=spec.channels,
-        latent_height=lat_h,
-        latent_width=lat_w,
+        streams=_header_streams(specs, height + pad_h, width + pad_w, latent_dtype),
         temporal_factor=layout.temporal_factor,
         spatial_factor=sf,
         width=width,
         height=height,
         fps=out_fps,
-        latent_dtype=latent_dtype,
-        fsq_levels=list(spec.levels) if mode == "tokens" else None,
         pad=(0, pad_h, 0, pad_w),
         frames_per_record=chunk_frames,
         segment_frames=segment_frames,
@@ -159,16 +153,9 @@ def encode_file(
         for chunk in chunks:
             if chunk.segment_start and segment_frames:
                 writer.mark_segment(chunk.first_frame, chunk.first_latent)
-            if mode == "tokens":
-                assert chunk.indices is not None
-                writer.write_tokens(
-                    chunk.indices.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
-                )
-                n_tokens += chunk.indices.numel()
-            else:
-                writer.write_latents(
-                    chunk.latent.numpy(), chunk.first_frame, chunk.end_frame, chunk.first_latent
-                )
+            arrays = {name: chunk.latents[name].numpy() for name in specs}
+            writer.write_chunk(arrays, chunk.first_frame, chunk.end_frame, chunk.first_latent)
+            n_tokens += sum(arrays[name].size for name, spec in specs.items() if spec.discrete)
         n = stats["frames"]
         if audio_info is not None:  # the audio of the encoded frames only (--max-frames)
             span = video.audio_span(audio_packets, audio_info.time_base, 0, Fraction(n) / out_fps)
@@ -206,6 +193,7 @@ def encode_file(
         "output": str(dst),
         "model": header["model"]["card"],
         "mode": mode,
+        "streams": list(specs),
         "frames": n,
         "width": width,
         "height": height,
@@ -219,6 +207,42 @@ def encode_file(
         "frames_per_second": n / elapsed,
         **quality,
     }
+
+
+def _header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> list[dict[str, Any]]:
+    """The header's stream entries for the model's latent specs and a (padded) frame size."""
+    return [
+        vtok.stream_entry(
+            name,
+            spec.kind,
+            spec.step_shape(height, width),
+            time_axis=spec.time_axis,
+            dtype=latent_dtype,
+            levels=spec.levels or None,
+            codebook_size=spec.codebook_size,
+            channels=spec.channels,
+        )
+        for name, spec in specs.items()
+    ]
+
+
+def _stream_mismatch(specs: Any, streams: list[vtok.Stream]) -> str | None:
+    """How the model's latent specs differ from a file's streams (names, kinds, channels, levels, codebook
+    size), or None when they match."""
+    have, want = list(specs), [s.name for s in streams]
+    if have != want:
+        return f"the model's streams ({', '.join(have)}) differ from the file's ({', '.join(want)})"
+    for s in streams:
+        spec = specs[s.name]
+        for what, mine, theirs in (
+            ("kind", spec.kind, s.kind),
+            ("channels", spec.channels, s.channels),
+            ("FSQ levels", list(spec.levels), list(s.levels)),
+            ("codebook size", spec.codebook_size if spec.discrete else None, s.codebook_size),
+        ):
+            if theirs is not None and mine != theirs:
+                return f"the model's stream {s.name!r} has {what} {mine}, the file's has {theirs}"
+    return None
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -251,16 +275,12 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
         device=device,
         where=str(path),
     )
-    lat = header["latent"]
-    (spec,) = m.latent_specs.values()
-    sf = m.frame_layout.spatial_factor
-    if spec.channels != lat["channels"] or sf != lat["spatial_factor"]:
-        raise VidtokError(
-            f"{path}: the model's latent ({spec.channels} channels, /{sf}) does not match the file's "
-            f"({lat['channels']} channels, /{lat['spatial_factor']})"
-        )
-    if header["mode"] == "tokens" and list(spec.levels) != list(lat.get("fsq_levels") or []):
-        raise VidtokError(f"{path}: the model's FSQ levels differ from the file's {lat.get('fsq_levels')}")
+    sf, file_sf = m.frame_layout.spatial_factor, header["frame_layout"]["spatial_factor"]
+    problem = _stream_mismatch(m.latent_specs, vtok.parse_streams(header["streams"]))
+    if problem is None and sf != file_sf:
+        problem = f"the model's spatial factor /{sf} differs from the file's /{file_sf}"
+    if problem:
+        raise VidtokError(f"{path}: {problem}")
     return m
 
 
@@ -279,14 +299,11 @@ def _decoded_blocks(
 
     h = reader.header
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
-    tokens = h["mode"] == "tokens"
-    it = reader.iter_token_chunks(start_frame) if tokens else reader.iter_latent_chunks(start_frame)
 
     def chunks() -> Iterator[EncodedChunk]:
-        for c in it:
-            data = torch.from_numpy(np.ascontiguousarray(c[1]))
+        for c in reader.iter_chunks(start_frame):
             yield EncodedChunk(
-                latents={"tokens": data.long()} if tokens else {"latent": data},
+                latents={name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in c.latents.items()},
                 first_latent=c.first_latent,
                 first_frame=c.first_frame,
                 end_frame=c.end_frame,

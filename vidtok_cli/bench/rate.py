@@ -29,12 +29,16 @@ class _Rate:
     def open(self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int) -> Any:
         from .. import vtok
 
+        if self.s.mode == "tokens":
+            stream = vtok.stream_entry("tokens", "fsq", (lat_h, lat_w), time_axis=0, levels=self.s.levels)
+        else:
+            shape = (self.s.latent_channels, lat_h, lat_w)
+            stream = vtok.stream_entry("latent", "continuous", shape, time_axis=1, dtype="float16")
         header = vtok.make_header(
-            model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, mode=self.s.mode,
-            latent_channels=self.s.latent_channels, latent_height=lat_h, latent_width=lat_w,
+            model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, streams=[stream],
             temporal_factor=self.s.tdf if self.s.causal else 4, spatial_factor=self.s.sf, width=width,
-            height=height, fps=self.fps, latent_dtype="float16", fsq_levels=self.s.levels,
-            frames_per_record=frames_per_record, causal=self.s.causal, source_file="bench",
+            height=height, fps=self.fps, frames_per_record=frames_per_record, causal=self.s.causal,
+            source_file="bench",
         )  # fmt: skip
         self._n += 1
         path = self.dir / f"r{self._n}.vtok"
@@ -47,9 +51,9 @@ class _Rate:
         if self.s.mode == "tokens":
             assert indices is not None
             idx = indices[0].cpu().numpy()
-            writer.write_tokens(idx, f0, f1, l0)
+            writer.write_chunk({"tokens": idx}, f0, f1, l0)
             return int(idx.size)
-        writer.write_latents(latent[0].float().cpu().numpy(), f0, f1, l0)
+        writer.write_chunk({"latent": latent[0].float().cpu().numpy()}, f0, f1, l0)
         return 0
 
     def ideal_bits(self, n_tokens: int) -> float | None:

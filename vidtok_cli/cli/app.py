@@ -41,7 +41,7 @@ def _root(
     """vidtok: VidTok / VidTwin / motion video tokenizers from the command line."""
 
 
-COMMAND_MODULES = ("models", "convert", "encode", "decode", "info", "train", "bench")
+COMMAND_MODULES = ("models", "convert", "encode", "decode", "info", "export", "train", "bench")
 """The command modules of this package, in the order ``vidtok --help`` lists their commands."""
 
 

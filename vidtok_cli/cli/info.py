@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .app import app
 from .console import print_summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..vtok import Stream
 
 
 @app.command("info")
@@ -27,10 +31,22 @@ def info_cmd(
         return
     h = reader.header
     flat = {
-        "model": h["model"]["card"], "mode": h["mode"],
+        "model": h["model"]["card"], "format": ".".join(map(str, reader.version)),
         "source": f"{h['source']['width']}x{h['source']['height']}, {h['source']['frame_count']} frames @ "
         f"{h['source']['fps'][0]}/{h['source']['fps'][1]} fps",
-        "latent": f"{h['latent']['channels']}ch {h['latent']['height']}x{h['latent']['width']} ({h['latent']['dtype']})",
+        **{f"stream {s.name}": _describe(s) for s in reader.streams},
         **{k: v for k, v in info["stats"].items() if not isinstance(v, (dict, list))},
     }  # fmt: skip
     print_summary(flat, False, False, str(src))
+
+
+def _describe(stream: Stream) -> str:
+    """One line for a stream: kind, step shape and time axis, dtype or codebook, coding."""
+    shape = list(map(str, stream.shape))
+    shape.insert(stream.time_axis, "t")
+    what = {
+        "continuous": stream.dtype,
+        "fsq": f"levels {list(stream.levels)}",
+        "vq": f"K={stream.codebook_size}",
+    }
+    return f"{stream.kind} ({'x'.join(shape)}), {what[stream.kind]}, {stream.coding}"

@@ -5,21 +5,22 @@ numpy and the standard library only (no torch), so files can be inspected and ve
 
 Write::
 
-    header = make_header(model_card=..., weights_sha256=..., mode="tokens", ...)
+    header = make_header(model_card=..., weights_sha256=...,
+                         streams=[stream_entry("tokens", "fsq", (h, w), time_axis=0, levels=(8, 8, 8))], ...)
     with VtokWriter("clip.vtok", header) as w:
-        w.write_tokens(indices, first_frame=0, end_frame=1, first_latent=0)
+        w.write_chunk({"tokens": indices}, first_frame=0, end_frame=1, first_latent=0)
         ...
         w.close(header_updates={"source": {"frame_count": 300}})
 
 Read::
 
-    r = VtokReader("clip.vtok")
-    for chunk in r.iter_latent_chunks():
-        first_latent, latents = chunk        # also chunk.first_frame, .end_frame, .segment_start
+    r = VtokReader("clip.vtok")          # format 1.0 files too: their one stream is ``latent`` or ``tokens``
+    for chunk in r.iter_chunks():
+        chunk.latents["tokens"]          # also chunk.first_latent, .first_frame, .end_frame, .segment_start
 
-Modules: ``format`` (constants, record types, limits), ``header``, ``payloads`` (latents, bit packing,
-FSQ digits), ``rans`` (the entropy coder), ``tokens`` (token record coding), ``records``, ``writer``,
-``reader``.
+Modules: ``format`` (constants, record types, limits), ``streams`` (the named latent streams), ``header``,
+``payloads`` (latents, bit packing, FSQ digits), ``rans`` (the entropy coder), ``tokens`` (token record
+coding), ``records``, ``writer``, ``reader``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from .format import (
     LATENT_DTYPES,
     MAGIC,
     MAX_VALUES_PER_RECORD,
-    MODES,
     RANS_MAX_LEVEL,
     RANS_MAX_STEPS,
+    STREAM_KINDS,
     ContainerError,
     RecordType,
 )
@@ -48,7 +49,8 @@ from .payloads import (
     unpack_indices,
 )
 from .reader import VtokReader
-from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk
+from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk, VtokChunk
+from .streams import Stream, parse_streams, stream_entry
 from .tokens import token_coding_report
 from .writer import VtokWriter
 
@@ -59,6 +61,10 @@ __all__ = [
     "Record",
     "RecordType",
     "AudioRecord",
+    "VtokChunk",
+    "Stream",
+    "stream_entry",
+    "parse_streams",
     "StoredChunk",
     "StoredTokenChunk",
     "IndexEntry",
@@ -76,7 +82,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CODING_PACKED",
     "CODING_RANS",
-    "MODES",
+    "STREAM_KINDS",
     "LATENT_DTYPES",
     "MAX_VALUES_PER_RECORD",
     "RANS_MAX_STEPS",

@@ -1,5 +1,5 @@
 """The constants of the .vtok byte format (docs/FORMAT.md): magic numbers, versions, fixed structs, record
-types, token codings, modes, limits, and the low-level errors raised while parsing."""
+types, stream kinds, codings, limits, and the low-level errors raised while parsing."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ class ContainerError(VidtokError):
 
 MAGIC = b"\x89VTK\r\n\x1a\n"
 END_MAGIC = b"VTOK_END"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
+"""The version this package writes; it reads every minor version of major 1 up to this one."""
 
 PREAMBLE = struct.Struct("<8sHHI")  # magic, major, minor, header_len; then header JSON, then u32 CRC
 RECORD_HEAD = struct.Struct("<BBHQI")  # type, flags, reserved, payload_len, meta_len
@@ -28,15 +29,14 @@ MIN_RECORD = RECORD_HEAD.size + CRC.size
 class RecordType:
     """Record type numbers (the u8 at the start of every record)."""
 
-    LATENT = 1
-    TOKENS = 2
+    LATENT = 1  # format 1.0 only: the latents of a mode-latent file
+    TOKENS = 2  # format 1.0 only: the FSQ indices of a mode-tokens file
     AUDIO = 3
     SEGMENT = 4
-    MOTION = 5  # reserved
-    TWIN = 6  # reserved
+    CHUNK = 5  # format 1.1: one stream's part of a chunk (the stream index is in the metadata)
     END = 255
 
-    NAMES = {1: "latent", 2: "tokens", 3: "audio", 4: "segment", 5: "motion", 6: "twin", 255: "end"}
+    NAMES = {1: "latent", 2: "tokens", 3: "audio", 4: "segment", 5: "chunk", 255: "end"}
 
     @classmethod
     def name(cls, value: int) -> str:
@@ -44,23 +44,31 @@ class RecordType:
         return cls.NAMES.get(value, f"type {value}")
 
 
-VIDEO_TYPES = (RecordType.LATENT, RecordType.TOKENS, RecordType.SEGMENT, RecordType.MOTION, RecordType.TWIN)
-CHUNK_TYPES = (RecordType.LATENT, RecordType.TOKENS)
+VIDEO_TYPES = (RecordType.LATENT, RecordType.TOKENS, RecordType.SEGMENT, RecordType.CHUNK)
+CHUNK_TYPES = (RecordType.LATENT, RecordType.TOKENS, RecordType.CHUNK)
+# The chunk record types of each minor version of the format.
+CHUNK_TYPES_OF = {0: (RecordType.LATENT, RecordType.TOKENS), 1: (RecordType.CHUNK,)}
 
-# Token codings (low 4 bits of the flags byte of a TOKENS record).
+# Codings of token streams (low 4 bits of the flags byte of a token record).
 CODING_PACKED = 0
 CODING_RANS = 1
 CODING_NAMES = {CODING_PACKED: "packed", CODING_RANS: "rans"}
 
-MODES = ("latent", "tokens", "motion", "twin")
-WRITABLE_MODES = ("latent", "tokens")
+STREAM_KINDS = ("continuous", "fsq", "vq")
+# A stream's ``coding`` in the header: continuous streams are stored raw (in their dtype); token streams are
+# always packed, or ``auto`` (each record packed or rANS, whichever is smaller).
+STREAM_CODINGS = {"continuous": ("raw",), "fsq": ("auto", "packed"), "vq": ("auto", "packed")}
+MODES = ("latent", "tokens", "motion", "twin")  # format 1.0's header ``mode`` (motion and twin were reserved)
+V10_MODES = ("latent", "tokens")  # the 1.0 modes that were ever written
 LATENT_DTYPES = ("float16", "bfloat16", "float32")
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4}
-# Header keys that fix how records are decoded; they cannot be changed by the footer's header_updates.
-FROZEN_KEYS = ("mode", "model", "latent")
+# Header keys that fix how records decode; they cannot be changed by the footer's header_updates.
+FROZEN_KEYS = ("mode", "model", "latent", "streams", "frame_layout")
 
 # Limits that keep a damaged or hostile file from causing huge allocations or endless loops.
 MAX_VALUES_PER_RECORD = 1 << 25
+MAX_STREAMS = 64
+MAX_CODEBOOK = 1 << 62
 RANS_MAX_STEPS = 1 << 16
 RANS_MAX_LEVEL = 256
 

@@ -1,4 +1,5 @@
-"""The .vtok header: building it from keyword arguments, validating it, and the canonical JSON it is written in."""
+"""The .vtok header: building it from keyword arguments, validating it (format 1.0 and 1.1), the 1.1 view of a
+1.0 header, and the canonical JSON it is written in."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 from .._version import __version__
-from .format import LATENT_DTYPES, MODES, ContainerError, Damaged
+from .format import FORMAT_VERSION, LATENT_DTYPES, MODES, ContainerError, Damaged
+from .streams import streams_problem, v10_streams
 
 
 def dump_json(obj: Any) -> bytes:
@@ -78,18 +80,13 @@ def make_header(
     *,
     model_card: str,
     weights_sha256: str,
-    mode: str,
-    latent_channels: int,
-    latent_height: int,
-    latent_width: int,
+    streams: Sequence[Mapping[str, Any]],
     temporal_factor: int,
     spatial_factor: int,
     width: int,
     height: int,
     fps: Any,
     frame_count: int | None = None,
-    latent_dtype: str = "float16",
-    fsq_levels: list[int] | tuple[int, ...] | None = None,
     pad: tuple[int, int, int, int] | list[int] = (0, 0, 0, 0),
     crop: list[int] | tuple[int, int, int, int] | None = None,
     frames_padded: int = 0,
@@ -101,24 +98,17 @@ def make_header(
     tool_version: str = __version__,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A validated header dict from keyword arguments (fps as a Fraction, a number or a (num, den) pair).
+    """A validated format-1.1 header dict from keyword arguments (fps as a Fraction, a number or a pair).
 
+    ``streams``: the named latent streams in record order, entries as ``streams.stream_entry`` builds them.
     ``audio`` takes codec, sample_rate, channels, time_base, extradata (bytes or base64 text) and optionally
     layout; extra keyword arguments become extra top-level header keys.
     """
     header = {
         "tool_version": str(tool_version),
         "model": {"card": model_card, "sha256": weights_sha256, "family": family},
-        "mode": mode,
-        "latent": {
-            "channels": int(latent_channels),
-            "dtype": latent_dtype,
-            "height": int(latent_height),
-            "width": int(latent_width),
-            "temporal_factor": int(temporal_factor),
-            "spatial_factor": int(spatial_factor),
-            "fsq_levels": None if fsq_levels is None else [int(v) for v in fsq_levels],
-        },
+        "streams": [dict(e) for e in streams],
+        "frame_layout": {"temporal_factor": int(temporal_factor), "spatial_factor": int(spatial_factor)},
         "source": {
             "width": int(width),
             "height": int(height),
@@ -168,6 +158,7 @@ def _model_problem(h: dict[str, Any]) -> str | None:
 
 
 def _latent_problem(h: dict[str, Any]) -> str | None:
+    """Format 1.0: the ``mode`` and ``latent`` objects."""
     mode = _need(h, "header", "mode")
     if mode not in MODES:
         return f"mode must be one of {', '.join(MODES)}, not {mode!r}"
@@ -188,6 +179,18 @@ def _latent_problem(h: dict[str, Any]) -> str | None:
             return "mode 'tokens' needs latent.fsq_levels"
         if len(levels) != lat["channels"]:
             return "latent.channels must equal the number of FSQ levels"
+    return None
+
+
+def _streams_problem(h: dict[str, Any]) -> str | None:
+    """Format 1.1: the ``streams`` list and the ``frame_layout`` object."""
+    problem = streams_problem(_need(h, "header", "streams"))
+    if problem:
+        return problem
+    fl = _need(h, "header", "frame_layout")
+    for k in ("temporal_factor", "spatial_factor"):
+        if not is_int(_need(fl, "frame_layout", k), 1, 1 << 30):
+            return f"frame_layout.{k} must be a positive integer"
     return None
 
 
@@ -249,18 +252,31 @@ def _audio_problem(h: dict[str, Any]) -> str | None:
     return None
 
 
-def header_problem(h: Any) -> str | None:
-    """What is wrong with a header dict, or None when it is valid (unknown extra keys are allowed)."""
+def header_problem(h: Any, minor: int = FORMAT_VERSION[1]) -> str | None:
+    """What is wrong with a header dict of format 1.``minor``, or None when it is valid (unknown extra keys
+    are allowed)."""
     if not isinstance(h, dict):
         return "the header is not a JSON object"
+    streams = _latent_problem if minor == 0 else _streams_problem
     try:
-        for check in (_model_problem, _latent_problem, _source_problem, _layout_problem, _audio_problem):
+        for check in (_model_problem, streams, _source_problem, _layout_problem, _audio_problem):
             problem = check(h)
             if problem:
                 return problem
     except Damaged as e:
         return str(e)
     return None
+
+
+def v11_view(header: dict[str, Any]) -> dict[str, Any]:
+    """A validated format-1.0 header with the 1.1 keys added: ``streams`` (its one stream, ``latent`` or
+    ``tokens``) and ``frame_layout``; the 1.0 keys stay."""
+    lat = header["latent"]
+    return {
+        **header,
+        "streams": v10_streams(header),
+        "frame_layout": {"temporal_factor": lat["temporal_factor"], "spatial_factor": lat["spatial_factor"]},
+    }
 
 
 def validate_header(header: Mapping[str, Any]) -> dict[str, Any]:

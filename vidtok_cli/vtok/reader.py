@@ -13,7 +13,9 @@ from typing import Any, BinaryIO
 from .._version import __version__
 from .format import (
     CHUNK_TYPES,
+    CHUNK_TYPES_OF,
     CODING_NAMES,
+    CODING_PACKED,
     CRC,
     END_MAGIC,
     FORMAT_VERSION,
@@ -26,16 +28,17 @@ from .format import (
     PREAMBLE,
     RECORD_HEAD,
     TRAILER,
+    V10_MODES,
     VIDEO_TYPES,
-    WRITABLE_MODES,
     ContainerError,
     CutShort,
     Damaged,
     RecordType,
 )
-from .header import deep_merge, header_problem, int_pair, is_int, load_json
+from .header import deep_merge, header_problem, int_pair, is_int, load_json, v11_view
 from .payloads import decode_latents, shape_size, tokens_to_latents
-from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk
+from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk, VtokChunk
+from .streams import Stream, parse_streams
 from .tokens import decode_tokens
 
 
@@ -51,6 +54,47 @@ def _frames_text(fr: tuple[int, int] | list[int] | None) -> str:
     if b - a == 1:
         return f", frame {a}"
     return f", frames {a}-{b - 1}" if b > a else f", at frame {a}"
+
+
+class _ChunkOrder:
+    """Checks that chunks are contiguous and that each carries every stream, in stream order, with one range.
+
+    A chunk is a group of consecutive chunk records (one per stream, streams 0..n-1) sharing their frame and
+    latent ranges; segment markers sit between chunks, where the previous chunk ended.
+    """
+
+    def __init__(self, n_streams: int) -> None:
+        self.n = n_streams
+        self.pos: tuple[int, int] | None = None
+        self.next_stream = 0
+        self.ranges: tuple[list[int], list[int]] | None = None
+
+    def check(self, rtype: int, meta: dict, stream: int) -> bool:
+        """Checks one video record; True when it completes a chunk. Raises Damaged."""
+        fr, lr = meta["frames"], meta["latents"]
+        if rtype in CHUNK_TYPES and self.next_stream:
+            if stream != self.next_stream:
+                raise Damaged(
+                    f"it carries stream {stream} where the chunk's stream {self.next_stream} belongs"
+                )
+            if (fr, lr) != self.ranges:
+                raise Damaged("its frame or latent range differs from the other streams of its chunk")
+        else:
+            if self.next_stream:
+                raise Damaged(f"the chunk before it lacks stream {self.next_stream}")
+            if rtype in CHUNK_TYPES and stream != 0:
+                raise Damaged(f"it carries stream {stream} where a chunk's stream 0 belongs")
+            if self.pos is not None and (fr[0], lr[0]) != self.pos:
+                raise Damaged(
+                    f"it does not continue where the previous chunk ended (frame {self.pos[0]}, latent "
+                    f"{self.pos[1]})"
+                )
+            self.pos = (fr[1], lr[1])
+            self.ranges = (fr, lr)
+        if rtype not in CHUNK_TYPES:
+            return False
+        self.next_stream = (stream + 1) % self.n
+        return self.next_stream == 0
 
 
 class VtokReader:
@@ -109,6 +153,7 @@ class VtokReader:
             raise self._err("file is cut short inside its header")
         _, major, minor, hlen = PREAMBLE.unpack(head)
         self.version = (major, minor)
+        self._minor = min(minor, FORMAT_VERSION[1])  # a later minor version only adds what this one skips
         if major != FORMAT_VERSION[0]:
             newer = major > FORMAT_VERSION[0]
             raise self._err(
@@ -129,12 +174,16 @@ class VtokReader:
             header = load_json(body, "the header")
         except Damaged as e:
             raise self._err(str(e)) from None
-        problem = header_problem(header)
+        problem = header_problem(header, self._minor)
         if problem:
             raise self._err(f"invalid header: {problem}")
+        if self._minor == 0 and header["mode"] not in V10_MODES:
+            raise self._err(f"mode {header['mode']!r} is not supported by this version of vidtok")
         self.header_initial: dict[str, Any] = header
-        self.header: dict[str, Any] = header
+        self.header: dict[str, Any] = self._view(header)
         self.header_updates: dict[str, Any] = {}
+        self.streams: list[Stream] = parse_streams(self.header["streams"])
+        self._chunk_types = CHUNK_TYPES_OF[self._minor]
         self._data_start = PREAMBLE.size + hlen + 4
 
     def _read_footer(self, f: BinaryIO) -> str | None:
@@ -166,14 +215,18 @@ class VtokReader:
         self._data_end = footer_offset
         return None
 
+    def _view(self, header: dict[str, Any]) -> dict[str, Any]:
+        """The header as format 1.1 presents it (a 1.0 header gains ``streams`` and ``frame_layout``)."""
+        return v11_view(header) if self._minor == 0 else header
+
     def _apply_updates(self, updates: dict[str, Any]) -> None:
         if any(k in updates for k in FROZEN_KEYS):
             raise Damaged("header updates change frozen keys")
         merged = deep_merge(self.header_initial, updates)
-        problem = header_problem(merged)
+        problem = header_problem(merged, self._minor)
         if problem:
             raise Damaged(f"updated header is invalid: {problem}")
-        self.header = merged
+        self.header = self._view(merged)
         self.header_updates = updates
 
     def _parse_index(self, payload: bytes, footer_offset: int) -> list[IndexEntry]:
@@ -183,6 +236,7 @@ class VtokReader:
         entries: list[IndexEntry] = []
         prev = self._data_start - 1
         pos: int | None = None
+        group: tuple[int, int] | None = None
         for e in raw:
             if not (isinstance(e, list) and len(e) == 4 and is_int(e[0]) and is_int(e[1], 0, 254)):
                 raise Damaged("an index entry is malformed")
@@ -196,9 +250,12 @@ class VtokReader:
                     raise Damaged("a segment entry covers frames")
                 if typ != RecordType.SEGMENT and a == b:
                     raise Damaged("a chunk entry covers no frames")
-                if pos is not None and a != pos:
+                if typ == RecordType.CHUNK and (a, b) == group:
+                    pass  # another stream of the same chunk
+                elif pos is not None and a != pos:
                     raise Damaged("index frame ranges are not contiguous")
                 pos = b
+                group = (a, b) if typ == RecordType.CHUNK else None
             elif not (a is None and b is None) and not (is_int(a) and is_int(b) and a <= b):
                 raise Damaged("an index entry has an invalid frame range")
             prev = off
@@ -242,10 +299,22 @@ class VtokReader:
             raise Damaged("its metadata is not a JSON object")
         return rtype, flags, meta, payload
 
-    def _check_meta(self, rtype: int, flags: int, meta: dict, plen: int) -> None:
-        """Checks a record's metadata against the header; raises Damaged."""
-        lat = self.header["latent"]
-        mode = self.header["mode"]
+    def stream_index(self, rtype: int, meta: dict) -> int:
+        """The stream a chunk record carries (format 1.0: its one stream); raises Damaged."""
+        if rtype not in self._chunk_types:
+            raise Damaged(f"a {RecordType.name(rtype)} record in a format 1.{self._minor} file")
+        if self._minor == 0:
+            mode = self.header["mode"]
+            if mode != ("latent" if rtype == RecordType.LATENT else "tokens"):
+                raise Damaged(f"a {RecordType.name(rtype)} record in a file of mode {mode!r}")
+            return 0
+        k = meta.get("stream")
+        if not is_int(k, 0, len(self.streams) - 1):
+            raise Damaged(f"its stream {k!r} is not one of the header's {len(self.streams)} streams")
+        return k
+
+    def _check_meta(self, rtype: int, flags: int, meta: dict, plen: int) -> int | None:
+        """Checks a record's metadata against the header; the stream index of a chunk. Raises Damaged."""
         if rtype in VIDEO_TYPES:
             fr, lr = meta.get("frames"), meta.get("latents")
             if not (int_pair(fr) and int_pair(lr) and fr[0] <= fr[1] and lr[0] <= lr[1]):
@@ -253,40 +322,47 @@ class VtokReader:
             if rtype == RecordType.SEGMENT:
                 if fr[0] != fr[1] or lr[0] != lr[1] or plen != 0:
                     raise Damaged("a segment marker must cover no frames and carry no payload")
-                return
+                return None
             if fr[0] == fr[1] or lr[0] == lr[1]:
                 raise Damaged("it covers no frames")
         if rtype in CHUNK_TYPES:
-            want = "latent" if rtype == RecordType.LATENT else "tokens"
-            if mode != want:
-                raise Damaged(f"a {RecordType.name(rtype)} record in a file of mode {mode!r}")
-            shape = meta.get("shape")
-            t = meta["latents"][1] - meta["latents"][0]
-            hw = [lat["height"], lat["width"]]
-            expect = [lat["channels"], t, *hw] if rtype == RecordType.LATENT else [t, *hw]
-            if shape != expect:
-                raise Damaged(f"its shape {shape} does not match the header (expected {expect})")
-            if shape_size(shape) > MAX_VALUES_PER_RECORD:
-                raise Damaged("it holds more values than a record may")
-            if rtype == RecordType.LATENT:
-                need = shape_size(shape) * ITEMSIZE[lat["dtype"]]
-                if flags != 0:
-                    raise Damaged(f"latent coding {flags} is unknown to this version of vidtok")
-                if plen != need:
-                    raise Damaged(
-                        f"its payload is {plen} bytes but shape {shape} in {lat['dtype']} needs {need}"
-                    )
-            elif flags & 0x0F not in CODING_NAMES:
-                raise Damaged(f"token coding {flags & 0x0F} is unknown to this version of vidtok")
-        elif rtype == RecordType.AUDIO:
+            k = self.stream_index(rtype, meta)
+            self._check_chunk(self.streams[k], flags, meta, plen)
+            return k
+        if rtype == RecordType.AUDIO:
             if self.header["audio"] is None:
                 raise Damaged("an audio packet in a file without audio")
-            for k in ("pts", "dts", "duration"):
-                v = meta.get(k)
+            for key in ("pts", "dts", "duration"):
+                v = meta.get(key)
                 if v is not None and not is_int(v, -(1 << 63)):
-                    raise Damaged(f"its {k} is not an integer")
+                    raise Damaged(f"its {key} is not an integer")
         elif rtype == RecordType.END:
             raise Damaged("a footer record in the middle of the file")
+        return None
+
+    def _check_chunk(self, stream: Stream, flags: int, meta: dict, plen: int) -> None:
+        """Checks a chunk record's shape, coding and payload length against its stream; raises Damaged."""
+        shape = meta.get("shape")
+        ta = stream.time_axis
+        ok = isinstance(shape, list) and len(shape) == len(stream.shape) + 1 and is_int(shape[ta], 1, 1 << 30)
+        if self._minor == 0 and ok:
+            ok = shape[ta] == meta["latents"][1] - meta["latents"][0]
+        expect = list(stream.chunk_shape(shape[ta] if ok else meta["latents"][1] - meta["latents"][0]))
+        if not ok or shape != expect:
+            raise Damaged(f"its shape {shape} does not match the header (expected {expect})")
+        if shape_size(shape) > MAX_VALUES_PER_RECORD:
+            raise Damaged("it holds more values than a record may")
+        if not stream.discrete:
+            assert stream.dtype is not None
+            need = shape_size(shape) * ITEMSIZE[stream.dtype]
+            if flags != 0:
+                raise Damaged(f"latent coding {flags} is unknown to this version of vidtok")
+            if plen != need:
+                raise Damaged(f"its payload is {plen} bytes but shape {shape} in {stream.dtype} needs {need}")
+        elif flags & 0x0F not in CODING_NAMES:
+            raise Damaged(f"token coding {flags & 0x0F} is unknown to this version of vidtok")
+        elif stream.coding == "packed" and flags & 0x0F != CODING_PACKED:
+            raise Damaged(f"stream {stream.name!r} is declared packed but the record is entropy-coded")
 
     def _describe(self, k: int, rtype: int, frames: Any) -> str:
         return f"record {k} ({RecordType.name(rtype)}{_frames_text(frames)})"
@@ -295,7 +371,8 @@ class VtokReader:
     def _scan(self, f: BinaryIO, footer_problem: str) -> None:
         entries: list[IndexEntry] = []
         offset = self._data_start
-        pos: tuple[int, int] | None = None
+        order = _ChunkOrder(len(self.streams))
+        group_start = 0
         last_video: tuple[int, int] | None = None  # (record number, end_frame)
         k = 0
         problem: str | None = None
@@ -321,15 +398,10 @@ class VtokReader:
                     else:
                         problem = footer_problem
                     break
-                self._check_meta(rtype, flags, meta, len(payload))
+                stream = self._check_meta(rtype, flags, meta, len(payload))
                 fr = meta.get("frames") if rtype in VIDEO_TYPES else None
-                if rtype in VIDEO_TYPES:
-                    start = (fr[0], meta["latents"][0])
-                    if pos is not None and start != pos:
-                        raise Damaged("it does not continue where the previous chunk ended")
-                    pos = (fr[1], meta["latents"][1])
-                    if rtype in CHUNK_TYPES:
-                        last_video = (k, fr[1])
+                if rtype in VIDEO_TYPES and order.check(rtype, meta, stream or 0):
+                    last_video = (k, fr[1])
             except CutShort:
                 problem = "cut"
                 break
@@ -338,6 +410,8 @@ class VtokReader:
                 what = f"record {k}" if rtype is None else self._describe(k, rtype, frames)
                 problem = f"{what} is damaged: {e}"
                 break
+            if rtype in CHUNK_TYPES and order.next_stream == (1 % len(self.streams)):
+                group_start = len(entries)  # the first record of a chunk
             entries.append(IndexEntry(offset, rtype, fr[0] if fr else None, fr[1] if fr else None))
             offset = f.tell()
             k += 1
@@ -354,7 +428,7 @@ class VtokReader:
         if not self.recover:
             raise self._err(msg + hint)
         self.problem = msg
-        self.index = entries
+        self.index = entries[:group_start] if order.next_stream else entries  # complete chunks only
         self._data_end = offset
 
     # -- reading records ----------------------------------------------------------------------------------
@@ -365,12 +439,12 @@ class VtokReader:
             rtype, flags, meta, payload = self._read_raw(f, e.offset, limit, exact=True)
             if rtype != e.type:
                 raise Damaged(f"its type ({RecordType.name(rtype)}) differs from the index")
-            self._check_meta(rtype, flags, meta, len(payload))
+            stream = self._check_meta(rtype, flags, meta, len(payload))
             if rtype in VIDEO_TYPES and tuple(meta["frames"]) != e.frames:
                 raise Damaged("its frame range differs from the index")
         except (Damaged, CutShort) as err:
             raise self._err(f"{self._describe(k, e.type, e.frames)} is damaged: {err}") from None
-        return Record(self, k, e.offset, rtype, flags, meta, payload)
+        return Record(self, k, e.offset, rtype, flags, meta, payload, stream)
 
     def _guard(self, gen: Iterator[Any]) -> Iterator[Any]:
         """Re-raises anything unexpected from reading a damaged file as a ContainerError."""
@@ -391,19 +465,20 @@ class VtokReader:
         return self._guard(self._records(self._start_pos(start_frame)))
 
     def _records(self, start: int) -> Iterator[Record]:
-        pos: tuple[int, int] | None = None
+        order = _ChunkOrder(len(self.streams))
         with open(self.path, "rb") as f:
             for k in range(start, len(self.index)):
                 rec = self._record_at(f, k)
                 if rec.type in VIDEO_TYPES:
-                    here = (rec.meta["frames"][0], rec.meta["latents"][0])
-                    if pos is not None and here != pos:
+                    try:
+                        order.check(rec.type, rec.meta, rec.stream_index or 0)
+                    except Damaged as e:
                         raise self._err(
-                            f"{self._describe(k, rec.type, rec.frames)} does not continue where the previous "
-                            f"chunk ended (frame {pos[0]}, latent {pos[1]}): the file is damaged"
-                        )
-                    pos = (rec.meta["frames"][1], rec.meta["latents"][1])
+                            f"{self._describe(k, rec.type, rec.frames)} is damaged: {e}: the file is damaged"
+                        ) from None
                 yield rec
+        if order.next_stream:
+            raise self._err(f"the last chunk lacks stream {order.next_stream}: the file is damaged")
 
     def _start_pos(self, start_frame: int | None) -> int:
         """Index position of the nearest segment start at or before start_frame (0: the beginning)."""
@@ -426,54 +501,69 @@ class VtokReader:
             raise self._err(f"{self._describe(rec.index, rec.type, rec.frames)} is damaged: {e}") from None
 
     def _decode_payload(self, rec: Record) -> Any:
-        lat = self.header["latent"]
-        if rec.type == RecordType.LATENT:
-            return decode_latents(rec.raw, lat["dtype"], tuple(rec.meta["shape"]))
-        if rec.type == RecordType.TOKENS:
-            return decode_tokens(rec.raw, rec.flags & 0x0F, lat["fsq_levels"], tuple(rec.meta["shape"]))
+        if rec.type in CHUNK_TYPES:
+            assert rec.stream_index is not None
+            stream = self.streams[rec.stream_index]
+            shape = tuple(rec.meta["shape"])
+            if stream.discrete:
+                return decode_tokens(rec.raw, rec.flags & 0x0F, stream, shape)
+            return decode_latents(rec.raw, stream.dtype or "float16", shape)
         if rec.type == RecordType.AUDIO:
             return AudioRecord(rec.raw, rec.meta.get("pts"), rec.meta.get("dts"), rec.meta.get("duration"))
         if rec.type == RecordType.SEGMENT:
             return None
-        if rec.type in (RecordType.MOTION, RecordType.TWIN):
-            raise ContainerError(
-                f"{self.path}: {rec.type_name} chunks are not supported by this version of vidtok"
-            )
         return rec.raw
 
-    def _chunks(self, start_frame: int | None, want_latents: bool) -> Iterator[StoredChunk]:
-        mode = self.header["mode"]
-        if mode not in WRITABLE_MODES:
-            raise self._err(f"mode {mode!r} is not supported by this version of vidtok")
-        if not want_latents and mode != "tokens":
-            raise self._err("holds latents, not tokens")
-        levels = self.header["latent"]["fsq_levels"]
+    def _chunks(self, start_frame: int | None) -> Iterator[VtokChunk]:
         fresh = True
+        latents: dict[str, Any] = {}
         for rec in self._records(self._start_pos(start_frame)):
             if rec.type == RecordType.SEGMENT:
                 fresh = True
             elif rec.type in CHUNK_TYPES:
-                value = rec.payload
-                cls = StoredTokenChunk
-                if want_latents:
-                    cls = StoredChunk
-                    if rec.type == RecordType.TOKENS:
-                        value = tokens_to_latents(value, levels)
-                assert rec.latents is not None and rec.frames is not None
-                yield cls(rec.latents[0], value, rec.frames[0], rec.frames[1], fresh)
-                fresh = False
+                assert rec.stream_index is not None and rec.latents is not None and rec.frames is not None
+                latents[self.streams[rec.stream_index].name] = rec.payload
+                if rec.stream_index == len(self.streams) - 1:
+                    yield VtokChunk(latents, *rec.latents, *rec.frames, fresh)
+                    latents, fresh = {}, False
 
-    def iter_latent_chunks(self, start_frame: int | None = None) -> Iterator[StoredChunk]:
-        """(first_latent, latents float32 (C, t, h, w)) in order; tokens files give their FSQ codes.
+    def iter_chunks(self, start_frame: int | None = None) -> Iterator[VtokChunk]:
+        """The chunks in order, each with every stream of its latent-step range: ``chunk.latents`` maps stream
+        names to arrays (continuous float32, tokens int64) in the shapes the header declares.
 
         With ``start_frame`` the iteration begins at the nearest segment start at or before it; the chunks
         then still cover frames before ``start_frame``, which the caller decodes and drops.
         """
-        return self._guard(self._chunks(start_frame, True))
+        return self._guard(self._chunks(start_frame))
+
+    def _single(self, want_latents: bool) -> Stream:
+        if len(self.streams) != 1:
+            names = ", ".join(s.name for s in self.streams)
+            raise self._err(f"holds {len(self.streams)} streams ({names}); read them with iter_chunks")
+        (stream,) = self.streams
+        if not want_latents and not stream.discrete:
+            raise self._err("holds latents, not tokens")
+        if want_latents and stream.kind == "vq":
+            raise self._err("holds VQ indices, not latents")
+        return stream
+
+    def _single_chunks(self, start_frame: int | None, want_latents: bool) -> Iterator[StoredChunk]:
+        stream = self._single(want_latents)
+        cls = StoredChunk if want_latents else StoredTokenChunk
+        for c in self._chunks(start_frame):
+            value = c.latents[stream.name]
+            if want_latents and stream.kind == "fsq":
+                value = tokens_to_latents(value, stream.levels)
+            yield cls(c.first_latent, value, c.first_frame, c.end_frame, c.segment_start)
+
+    def iter_latent_chunks(self, start_frame: int | None = None) -> Iterator[StoredChunk]:
+        """Single-stream files: (first_latent, latents float32) in order; an FSQ stream gives its codes
+        (n_levels, *indices shape). ``start_frame`` as in :meth:`iter_chunks`."""
+        return self._guard(self._single_chunks(start_frame, True))
 
     def iter_token_chunks(self, start_frame: int | None = None) -> Iterator[StoredTokenChunk]:
-        """(first_latent, indices int64 (t, h, w)) in order, like iter_latent_chunks (tokens files only)."""
-        return self._guard(self._chunks(start_frame, False))  # type: ignore[arg-type]
+        """Single-stream token files: (first_latent, indices int64) in order, like iter_latent_chunks."""
+        return self._guard(self._single_chunks(start_frame, False))  # type: ignore[return-value]
 
     def audio_packets(self) -> Iterator[AudioRecord]:
         """The stored audio packets in file order (reads only the audio records)."""
@@ -500,37 +590,44 @@ class VtokReader:
             _ = rec.payload
 
     def stats(self) -> dict[str, Any]:
-        """Sizes and rates: file size, records by type, tokens, bits per token and per pixel.
+        """Sizes and rates: file size, records by type, tokens, bits per token and per pixel, per stream.
 
-        Reads every record (checksums verified, payloads not decoded). ``bits_per_token`` counts the whole
-        file, ``bits_per_token_payload`` only the token payloads; ``bits_per_pixel`` is
-        8 * file_size / (frames * width * height) with the source size and frame count.
+        Reads every record (checksums verified, payloads not decoded). ``tokens`` counts the indices of every
+        token stream (None without one); ``bits_per_token`` counts the whole file, ``bits_per_token_payload``
+        only the token payloads; ``bits_per_pixel`` is 8 * file_size / (frames * width * height) with the
+        source size and frame count. ``streams``: per stream, its records, payload bytes and values.
         """
         by_type: dict[str, int] = {}
         codings: dict[str, int] = {}
-        tokens = 0
-        token_bytes = 0
-        latent_bytes = 0
+        per_stream = {
+            s.name: {"kind": s.kind, "records": 0, "payload_bytes": 0, "values": 0} for s in self.streams
+        }
         audio_bytes = 0
         first_frame: int | None = None
         end_frame = 0
         end_latent = 0
         for rec in self.records():
             by_type[rec.type_name] = by_type.get(rec.type_name, 0) + 1
-            if rec.type == RecordType.TOKENS:
-                tokens += shape_size(rec.meta["shape"])
-                token_bytes += len(rec.raw)
-                c = rec.coding or "?"
-                codings[c] = codings.get(c, 0) + 1
-            elif rec.type == RecordType.LATENT:
-                latent_bytes += len(rec.raw)
-            elif rec.type == RecordType.AUDIO:
-                audio_bytes += len(rec.raw)
             if rec.type in CHUNK_TYPES:
+                assert rec.stream_index is not None
+                stream = self.streams[rec.stream_index]
+                st = per_stream[stream.name]
+                st["records"] += 1
+                st["payload_bytes"] += len(rec.raw)
+                st["values"] += shape_size(rec.meta["shape"])
+                if stream.discrete:
+                    c = rec.coding or "?"
+                    codings[c] = codings.get(c, 0) + 1
                 if first_frame is None:
                     first_frame = rec.meta["frames"][0]
                 end_frame = rec.meta["frames"][1]
                 end_latent = rec.meta["latents"][1]
+            elif rec.type == RecordType.AUDIO:
+                audio_bytes += len(rec.raw)
+        discrete = [per_stream[s.name] for s in self.streams if s.discrete]
+        tokens = sum(st["values"] for st in discrete)
+        token_bytes = sum(st["payload_bytes"] for st in discrete)
+        latent_bytes = sum(per_stream[s.name]["payload_bytes"] for s in self.streams if not s.discrete)
         src = self.header["source"]
         frames = src["frame_count"]
         if frames is None:
@@ -542,7 +639,7 @@ class VtokReader:
             "records": by_type,
             "frames": frames,
             "latent_frames": end_latent,
-            "tokens": tokens if self.header["mode"] == "tokens" else None,
+            "tokens": tokens if discrete else None,
             "token_codings": codings,
             "token_payload_bytes": token_bytes,
             "latent_payload_bytes": latent_bytes,
@@ -550,5 +647,6 @@ class VtokReader:
             "bits_per_token": 8 * size / tokens if tokens else None,
             "bits_per_token_payload": 8 * token_bytes / tokens if tokens else None,
             "bits_per_pixel": 8 * size / pixels if pixels else None,
+            "streams": per_stream,
             "problem": self.problem,
         }

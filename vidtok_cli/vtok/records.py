@@ -1,8 +1,9 @@
-"""What reading a .vtok file yields: records, index entries, stored chunks and audio records."""
+"""What reading a .vtok file yields: records, index entries, chunks (every stream of a latent-step range),
+single-stream chunk views and audio records."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,8 +45,25 @@ class IndexEntry(tuple):
         return None if self[2] is None else (self[2], self[3])
 
 
+@dataclass(frozen=True)
+class VtokChunk:
+    """One chunk of a file: every stream's array for latent steps [first_latent, end_latent), decoding to
+    source frames [first_frame, end_frame).
+
+    ``latents``: stream name -> array (continuous float32, tokens int64) in the header's chunk shape.
+    ``segment_start``: the decoder must start from a fresh state (no causal cache) here.
+    """
+
+    latents: dict[str, np.ndarray] = field(repr=False)
+    first_latent: int
+    end_latent: int
+    first_frame: int
+    end_frame: int
+    segment_start: bool
+
+
 class StoredChunk(tuple):
-    """``(first_latent, latents)``; also ``.first_frame``, ``.end_frame`` and ``.segment_start``.
+    """A single-stream view of a chunk: ``(first_latent, latents)``; also ``.first_frame``, ``.end_frame`` and ``.segment_start``.
 
     ``segment_start`` is True when the decoder must start from a fresh state (no causal cache) here.
     """
@@ -83,10 +101,20 @@ class StoredTokenChunk(StoredChunk):
 class Record:
     """One record read from a file, its checksum verified; the payload is decoded on first access."""
 
-    __slots__ = ("index", "offset", "type", "flags", "meta", "raw", "_reader", "_payload", "_decoded")
+    __slots__ = (
+        "index", "offset", "type", "flags", "meta", "raw", "stream_index", "_reader", "_payload", "_decoded",
+    )  # fmt: skip
 
     def __init__(
-        self, reader: VtokReader, index: int, offset: int, type: int, flags: int, meta: dict, raw: bytes
+        self,
+        reader: VtokReader,
+        index: int,
+        offset: int,
+        type: int,
+        flags: int,
+        meta: dict,
+        raw: bytes,
+        stream_index: int | None = None,
     ):
         self._reader = reader
         self.index = index
@@ -95,6 +123,7 @@ class Record:
         self.flags = flags
         self.meta = meta
         self.raw = raw
+        self.stream_index = stream_index
         self._payload: Any = None
         self._decoded = False
 
@@ -106,8 +135,13 @@ class Record:
 
     @property
     def type_name(self) -> str:
-        """latent, tokens, audio, segment, motion, twin, end, or ``type N``."""
+        """chunk, audio, segment, end (format 1.0 also latent, tokens), or ``type N``."""
         return RecordType.name(self.type)
+
+    @property
+    def stream(self) -> str | None:
+        """The name of the stream a chunk record carries, else None."""
+        return None if self.stream_index is None else self._reader.streams[self.stream_index].name
 
     @property
     def frames(self) -> tuple[int, int] | None:
@@ -123,14 +157,14 @@ class Record:
 
     @property
     def coding(self) -> str | None:
-        """Token coding of a tokens record (``packed`` or ``rans``), else None."""
-        if self.type != RecordType.TOKENS:
+        """Token coding of a record of a token stream (``packed`` or ``rans``), else None."""
+        if self.stream_index is None or not self._reader.streams[self.stream_index].discrete:
             return None
         return CODING_NAMES.get(self.flags & 0x0F, f"coding {self.flags & 0x0F}")
 
     @property
     def payload(self) -> Any:
-        """Latents float32 (C, t, h, w), token indices int64 (t, h, w), an AudioRecord, or None.
+        """A chunk record's array (latents float32, token indices int64), an AudioRecord, or None.
 
         Records of types this version does not know give their raw payload bytes.
         """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import zlib
@@ -22,12 +21,12 @@ from .format import (
     PREAMBLE,
     RECORD_HEAD,
     TRAILER,
-    WRITABLE_MODES,
     ContainerError,
     RecordType,
 )
 from .header import deep_merge, dump_json, validate_header
 from .payloads import encode_latents
+from .streams import Stream, parse_streams
 from .tokens import encode_tokens
 
 
@@ -52,12 +51,7 @@ class VtokWriter:
         self.path = Path(path)
         self.force = force
         self.header = validate_header(header)
-        if self.header["mode"] not in WRITABLE_MODES:
-            raise ContainerError(
-                f"{self.path}: mode {self.header['mode']!r} is reserved; this version writes latent or tokens"
-            )
-        lat = self.header["latent"]
-        self._levels: list[int] | None = lat["fsq_levels"] if self.header["mode"] == "tokens" else None
+        self.streams: list[Stream] = parse_streams(self.header["streams"])
         if self.path.exists() and not force:
             raise ContainerError(f"{self.path} already exists; pass --force to overwrite it")
         if self.path.is_dir():
@@ -156,77 +150,81 @@ class VtokWriter:
                 f"frame {self._pos[0]}, latent {self._pos[1]} (chunks must be contiguous and in order)"
             )
 
-    def write_latents(self, array: np.ndarray, first_frame: int, end_frame: int, first_latent: int) -> int:
-        """Store a latent chunk (C, t, h, w) covering source frames [first_frame, end_frame); bytes written."""
-        if self.header["mode"] != "latent":
-            raise ValueError(f"this file's mode is {self.header['mode']!r}; latents go in mode 'latent'")
-        a = np.asarray(array)
-        if a.dtype.kind not in "fiu":
-            raise ValueError("latents must be a real-valued array")
-        lat = self.header["latent"]
-        if a.ndim != 4 or a.shape[0] != lat["channels"] or a.shape[2:] != (lat["height"], lat["width"]):
-            raise ValueError(
-                f"latents must have shape ({lat['channels']}, t, {lat['height']}, {lat['width']}), not {a.shape}"
-            )
-        if a.size > MAX_VALUES_PER_RECORD:
-            raise ValueError(f"a record holds at most {MAX_VALUES_PER_RECORD} values; write smaller chunks")
-        t = int(a.shape[1])
-        first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
-        self._check_range(first_frame, end_frame, first_latent, t, empty=False)
-        payload = encode_latents(a, lat["dtype"])
-        meta = {
-            "frames": [first_frame, end_frame],
-            "latents": [first_latent, first_latent + t],
-            "shape": list(a.shape),
-        }
-        n = self._record(RecordType.LATENT, 0, meta, payload, (first_frame, end_frame))
-        self._pos = (end_frame, first_latent + t)
-        return n
-
-    def write_tokens(
+    def write_chunk(
         self,
-        indices: np.ndarray,
+        latents: Mapping[str, np.ndarray],
         first_frame: int,
         end_frame: int,
         first_latent: int,
         *,
+        end_latent: int | None = None,
         coding: str = "auto",
     ) -> int:
-        """Store FSQ indices (t, h, w) covering source frames [first_frame, end_frame); bytes written.
+        """Store one chunk of every stream, ``{name: array}``, covering source frames [first_frame, end_frame)
+        and latent steps [first_latent, end_latent); returns the bytes written.
 
-        ``coding``: ``"auto"`` keeps the entropy-coded form when it is smaller than plain packing,
-        ``"packed"`` always packs, ``"rans"`` is the same as auto (packing is the fallback).
+        Each array has its stream's step shape with the chunk's steps inserted at the stream's time axis;
+        continuous streams real-valued, token streams integers in [0, K). ``end_latent`` defaults to
+        ``first_latent`` plus the first stream's steps. ``coding``: ``"auto"`` keeps a token record
+        entropy-coded when that is smaller than plain packing (unless the stream's coding is ``packed``),
+        ``"packed"`` always packs.
         """
-        if self.header["mode"] != "tokens" or self._levels is None:
-            raise ValueError(f"this file's mode is {self.header['mode']!r}; tokens go in mode 'tokens'")
         if coding not in ("auto", "packed", "rans"):
             raise ValueError(f"coding must be auto, packed or rans, not {coding!r}")
-        a = np.asarray(indices)
-        if a.dtype.kind not in "iu":
-            raise ValueError("token indices must be an integer array")
-        lat = self.header["latent"]
-        if a.ndim != 3 or a.shape[1:] != (lat["height"], lat["width"]):
+        names = [s.name for s in self.streams]
+        missing = [n for n in names if n not in latents]
+        unknown = [n for n in latents if n not in names]
+        if missing or unknown:
             raise ValueError(
-                f"token indices must have shape (t, {lat['height']}, {lat['width']}), not {a.shape}"
+                f"a chunk holds every stream of the file ({', '.join(names)})"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(map(str, unknown))}" if unknown else "")
             )
+        arrays = [self._check_array(s, latents[s.name]) for s in self.streams]
+        steps = [a.shape[s.time_axis] for s, a in zip(self.streams, arrays, strict=True)]
+        first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
+        end = first_latent + steps[0] if end_latent is None else int(end_latent)
+        self._check_range(first_frame, end_frame, first_latent, end - first_latent, empty=False)
+        total = 0
+        for k, (stream, a) in enumerate(zip(self.streams, arrays, strict=True)):
+            meta = {
+                "stream": k,
+                "frames": [first_frame, end_frame],
+                "latents": [first_latent, end],
+                "shape": list(a.shape),
+            }
+            if stream.discrete:
+                want = "packed" if "packed" in (coding, stream.coding) else "auto"
+                flags, payload = encode_tokens(a, stream, want)
+            else:
+                flags, payload = 0, encode_latents(a, stream.dtype or "float16")
+            total += self._record(RecordType.CHUNK, flags, meta, payload, (first_frame, end_frame))
+        self._pos = (end_frame, end)
+        return total
+
+    def _check_array(self, stream: Stream, array: np.ndarray) -> np.ndarray:
+        """``array`` checked against its stream (shape, dtype, range); token indices as int64."""
+        a = np.asarray(array)
+        what = f"stream {stream.name!r}"
+        if stream.discrete and a.dtype.kind not in "iu":
+            raise ValueError(f"{what}: token indices must be an integer array")
+        if not stream.discrete and a.dtype.kind not in "fiu":
+            raise ValueError(f"{what}: latents must be a real-valued array")
+        if a.ndim != len(stream.shape) + 1 or stream.chunk_shape(a.shape[stream.time_axis]) != a.shape:
+            want = list(stream.shape)
+            want.insert(stream.time_axis, "t")  # type: ignore[arg-type]
+            raise ValueError(f"{what} must have shape ({', '.join(map(str, want))}), not {a.shape}")
+        if a.shape[stream.time_axis] < 1:
+            raise ValueError(f"{what}: a chunk needs at least one latent step")
         if a.size > MAX_VALUES_PER_RECORD:
             raise ValueError(f"a record holds at most {MAX_VALUES_PER_RECORD} values; write smaller chunks")
-        k = math.prod(self._levels)
-        if a.size and (int(a.min()) < 0 or int(a.max()) >= k):
-            raise ValueError(f"token indices must lie in 0..{k - 1}")
-        a = a.astype(np.int64)
-        t = int(a.shape[0])
-        first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
-        self._check_range(first_frame, end_frame, first_latent, t, empty=False)
-        code, payload = encode_tokens(a, self._levels, "packed" if coding == "packed" else "auto")
-        meta = {
-            "frames": [first_frame, end_frame],
-            "latents": [first_latent, first_latent + t],
-            "shape": list(a.shape),
-        }
-        n = self._record(RecordType.TOKENS, code, meta, payload, (first_frame, end_frame))
-        self._pos = (end_frame, first_latent + t)
-        return n
+        if stream.discrete:
+            k = stream.codebook_size
+            assert k is not None
+            if a.size and (int(a.min()) < 0 or int(a.max()) >= k):
+                raise ValueError(f"{what}: token indices must lie in 0..{k - 1}")
+            a = a.astype(np.int64)
+        return a
 
     def write_audio(self, data: bytes, pts: int | None, dts: int | None, duration: int | None) -> int:
         """Store one compressed audio packet as it is; times in the header's audio time base; bytes written."""
@@ -254,7 +252,7 @@ class VtokWriter:
     def update_header(self, updates: Mapping[str, Any]) -> None:
         """Header values to record in the footer (e.g. the final frame count); merged key by key.
 
-        The keys that decide how records decode (mode, model, latent) cannot change.
+        The keys that decide how records decode (model, streams, frame_layout) cannot change.
         """
         frozen = [k for k in updates if k in FROZEN_KEYS]
         if frozen:

@@ -1,0 +1,25 @@
+"""The ``vidtok export`` command: a .vtok file's latent streams as safetensors or npz arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .app import app
+from .console import print_summary
+
+
+@app.command("export")
+def export_cmd(
+    src: Path = typer.Argument(..., help="A .vtok file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors or .npz."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Export every latent stream of a .vtok file as arrays named after the stream, with the header."""
+    from ..export import export_file
+
+    summary = export_file(src, output, force=force)
+    print_summary(summary, as_json, quiet, f"exported {src.name}")

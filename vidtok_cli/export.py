@@ -1,0 +1,95 @@
+"""Export a .vtok file's latent streams as plain arrays (safetensors or npz) for other training code.
+
+Every stream becomes one array named after it, its chunks concatenated along the stream's time axis
+(continuous streams float32, token streams int64), plus per-chunk arrays ``<stream>.first_frame``,
+``<stream>.end_frame`` and ``<stream>.first_step`` (where each chunk starts along that axis). The file's
+header goes along as JSON: safetensors metadata ``header`` (with ``format``, the .vtok version), or a 0-d
+string array ``header`` in an npz. numpy and safetensors only: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError, VidtokError
+from .vtok import VtokReader
+
+FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
+
+
+def stream_arrays(reader: VtokReader) -> dict[str, np.ndarray]:
+    """The arrays an export holds, by name: each stream concatenated over its time axis, and per-chunk
+    ``<stream>.first_frame``, ``<stream>.end_frame``, ``<stream>.first_step`` (int64)."""
+    parts: dict[str, list[np.ndarray]] = {s.name: [] for s in reader.streams}
+    first_frames: list[int] = []
+    end_frames: list[int] = []
+    for chunk in reader.iter_chunks():
+        for name, a in chunk.latents.items():
+            parts[name].append(a)
+        first_frames.append(chunk.first_frame)
+        end_frames.append(chunk.end_frame)
+    out: dict[str, np.ndarray] = {}
+    for s in reader.streams:
+        dtype = np.int64 if s.discrete else np.float32
+        if parts[s.name]:
+            out[s.name] = np.ascontiguousarray(np.concatenate(parts[s.name], axis=s.time_axis), dtype=dtype)
+        else:
+            out[s.name] = np.zeros(s.chunk_shape(0), dtype=dtype)
+        steps = [a.shape[s.time_axis] for a in parts[s.name]]
+        out[f"{s.name}.first_frame"] = np.asarray(first_frames, dtype=np.int64)
+        out[f"{s.name}.end_frame"] = np.asarray(end_frames, dtype=np.int64)
+        out[f"{s.name}.first_step"] = np.asarray(np.cumsum([0, *steps])[:-1], dtype=np.int64)
+    return out
+
+
+def export_file(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False
+) -> dict[str, Any]:
+    """Writes every stream of the .vtok file ``src`` into ``dst`` (.safetensors or .npz); returns a summary.
+
+    An existing ``dst`` is refused unless ``force``; the output appears only when it is complete.
+    """
+    src, dst = Path(src), Path(dst)
+    fmt = FORMATS.get(dst.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"{dst}: the output must end in .safetensors or .npz")
+    if dst.exists() and not force:
+        raise VidtokError(f"{dst} exists; pass --force to overwrite it")
+    if dst.is_dir():
+        raise VidtokError(f"{dst} is a directory")
+    if not dst.parent.is_dir():
+        raise VidtokError(f"cannot write {dst}: directory {dst.parent} does not exist")
+    reader = VtokReader(src)
+    arrays = stream_arrays(reader)
+    header = json.dumps(reader.header, sort_keys=True)
+    version = ".".join(map(str, reader.version))
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.part")
+    try:
+        if fmt == "safetensors":
+            from safetensors.numpy import save_file
+
+            save_file(arrays, str(tmp), metadata={"header": header, "format": f"vtok {version}"})
+        else:
+            with open(tmp, "wb") as f:
+                np.savez(f, header=np.array(header), **arrays)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise VidtokError(f"cannot write {dst}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {
+        "input": str(src),
+        "output": str(dst),
+        "format": fmt,
+        "streams": {s.name: list(arrays[s.name].shape) for s in reader.streams},
+        "chunks": int(arrays[f"{reader.streams[0].name}.first_frame"].size),
+        "file_bytes": dst.stat().st_size,
+    }
