@@ -13,6 +13,7 @@ import numpy as np
 
 from . import hub, video, vtok
 from .errors import UsageError, VidtokError
+from .runtime import compute_dtype, precision_name
 
 Progress = Callable[[int], None]
 
@@ -60,6 +61,7 @@ def encode_file(
     tile_overlap: int | None = None,
     clip_overlap: int = 0,
     psnr: bool = False,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
 
@@ -69,7 +71,8 @@ def encode_file(
     ``model``: a loaded model, a zoo name, a weights path, or None for the default model.
     ``tile``/``tile_overlap``: encode overlapping spatial tiles of this many pixels (large frames).
     ``clip_overlap``: non-causal models only; consecutive 16-frame clips share this many frames, which
-    decoding cross-fades.
+    decoding cross-fades. ``precision``: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``fp32``,
+    ``bf16`` or ``fp16`` (see ``runtime``).
     """
     from .stream import encode_frames
 
@@ -84,6 +87,7 @@ def encode_file(
     if chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
     m = _resolve_model(model, device)
+    amp = compute_dtype(precision, m.device)
     layout = m.frame_layout
     from .stream import check_clip_overlap, check_segment_frames, check_tile
 
@@ -148,7 +152,7 @@ def encode_file(
         n_tokens = 0
         chunks = encode_frames(
             m, padded(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
-            tile_overlap=tile_overlap, clip_overlap=clip_overlap,
+            tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp,
         )  # fmt: skip
         for chunk in chunks:
             if chunk.segment_start and segment_frames:
@@ -181,7 +185,7 @@ def encode_file(
             )
             values = [
                 frame_psnr(a, b)
-                for block in _decoded_blocks(vtok.VtokReader(dst), m, 0, n, tile, tile_overlap)
+                for block in _decoded_blocks(vtok.VtokReader(dst), m, 0, n, tile, tile_overlap, amp)
                 for a, b in zip(block, source, strict=False)
             ]
         except BaseException:
@@ -203,6 +207,7 @@ def encode_file(
         "bits_per_pixel": 8 * size_bytes / pixels,
         "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
         "compression_ratio_vs_source": src.stat().st_size / size_bytes,
+        "precision": precision_name(amp),
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
         **quality,
@@ -276,7 +281,9 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
         where=str(path),
     )
     sf, file_sf = m.frame_layout.spatial_factor, header["frame_layout"]["spatial_factor"]
-    problem = _stream_mismatch(m.latent_specs, vtok.parse_streams(header["streams"]))
+    family = header["model"].get("family", "vidtok")
+    problem = None if m.family == family else f"it holds {family} latents, the model is a {m.family} model"
+    problem = problem or _stream_mismatch(m.latent_specs, vtok.parse_streams(header["streams"]))
     if problem is None and sf != file_sf:
         problem = f"the model's spatial factor /{sf} differs from the file's /{file_sf}"
     if problem:
@@ -291,6 +298,7 @@ def _decoded_blocks(
     end: int,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    autocast_dtype: Any = None,
 ) -> Iterator[np.ndarray]:
     """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed."""
     import torch
@@ -310,7 +318,7 @@ def _decoded_blocks(
                 segment_start=c.segment_start,
             )
 
-    for first, block in decode_chunks(m, chunks(), tile=tile, tile_overlap=tile_overlap):
+    for first, block in decode_chunks(m, chunks(), autocast_dtype, tile, tile_overlap):
         lo, hi = max(start_frame, first), min(end, first + block.shape[0])
         if hi <= lo:
             if first >= end:
@@ -345,10 +353,12 @@ def decode_file(
     progress: Progress | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
     ``tile``/``tile_overlap``: decode overlapping spatial tiles of this many output pixels.
+    ``precision``: as for ``encode_file``.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -359,6 +369,7 @@ def decode_file(
     reader = vtok.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)
+    amp = compute_dtype(precision, m.device)
     from .stream import check_tile
 
     check_tile(tile, tile_overlap, m.frame_layout.spatial_factor)
@@ -371,7 +382,7 @@ def decode_file(
 
     def wanted() -> Iterator[np.ndarray]:
         done = 0
-        for out in _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap):
+        for out in _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap, amp):
             done += out.shape[0]
             if progress is not None:
                 progress(done)
@@ -409,6 +420,7 @@ def decode_file(
         "width": width,
         "height": height,
         "fps": float(fps),
+        "precision": precision_name(amp),
         "seconds": elapsed,
         "frames_per_second": written / elapsed if elapsed else None,
     }

@@ -24,6 +24,9 @@ def decode_cmd(
     fmt: str = typer.Option("mp4", "--format", help="mp4 or png."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the stored audio."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda ..."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."
+    ),
     tile: int | None = typer.Option(
         None, "--tile", help="Decode overlapping spatial tiles of this many pixels (large frames)."
     ),
@@ -41,6 +44,6 @@ def decode_cmd(
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
-            tile_overlap=tile_overlap,
+            tile_overlap=tile_overlap, precision=precision,
         )  # fmt: skip
     print_summary(summary, as_json, quiet, f"decoded {src.name}")

@@ -52,6 +52,9 @@ def encode_cmd(
         False, "--psnr", help="Decode the written file and report its PSNR against the input frames."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -86,7 +89,7 @@ def encode_cmd(
                 src, dst, m, chunk_frames=chunk_frames, fps=fps, size=size, crop=crop, start=start,
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
-                tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr,
+                tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank
