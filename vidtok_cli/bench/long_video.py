@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import VidtokError
-from .clips import _from_model, _model_input, _prepare, _VideoPlan
+from .clips import _VideoPlan
 from .config import LONG_VIDEO_CHUNK
 from .rate import _Rate
 from .samples import _Samples
@@ -81,10 +81,12 @@ class _LongVideo:
         """Encode and decode one chunk, write its latents, score the windows it completes."""
         import torch
 
+        from ..frames import frames_to_unit, model_to_unit, unit_to_model
+
         st, s = self.st, self.st.s
-        gt = _prepare(chunk, st.cfg, s.device)
+        gt = frames_to_unit(chunk, s.device, st.cfg.size, st.cfg.crop)
         self.vstate.sampled += gt.shape[0]
-        x, (h, w) = _model_input(gt, s.sf)
+        x, (h, w) = unit_to_model(gt, s.sf)
         self.size_hw = (h, w)
         self.pending_gt.extend(gt.unbind(0))
         with torch.no_grad():
@@ -101,7 +103,7 @@ class _LongVideo:
         if st.cfg.rate and self.rate.active and latent.shape[2]:
             self._write_rate(x, latent, indices)
         self.n_in += gt.shape[0]
-        yield from self._flush_windows(_from_model(y)[..., :h, :w], False)
+        yield from self._flush_windows(model_to_unit(y)[..., :h, :w], False)
 
     def _write_rate(self, x: torch.Tensor, latent: torch.Tensor, indices: torch.Tensor | None) -> None:
         """Append one chunk's latents or tokens to the video's .vtok file (opened on the first chunk)."""
@@ -120,6 +122,8 @@ class _LongVideo:
         """Flush the decoder's last frames and score the last (shorter) window."""
         import torch
 
+        from ..frames import model_to_unit
+
         st, s = self.st, self.st.s
         assert self.latent is not None
         with torch.no_grad():
@@ -127,7 +131,7 @@ class _LongVideo:
                 s.device, lambda: s.decode_chunk(self.latent[:, :, :0], self.dec_state, True)
             )
         st.speed.dec_s += dec_s if st.speed.timed else 0.0
-        yield from self._flush_windows(_from_model(y)[..., : self.size_hw[0], : self.size_hw[1]], True)
+        yield from self._flush_windows(model_to_unit(y)[..., : self.size_hw[0], : self.size_hw[1]], True)
         if self.pending_gt:
             raise VidtokError(
                 f"{self.plan.path}: the streaming decoder returned {self.n_in - len(self.pending_gt)} frames "
