@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..dtypes import canonical_dtype
 from ..errors import UsageError
 
 BENCH_METRICS = ("psnr", "ssim", "lpips", "fvd")
@@ -74,7 +75,7 @@ class BenchConfig:
                     ("--fps", self.fps, 30.0),
                     ("--size", self.size, 256),
                     ("--crop", self.crop, True),
-                    ("--dtype", _dtype_name(self.dtype), "float32"),
+                    ("--dtype", canonical_dtype(self.dtype), "float32"),
                 )
                 if value != want
             ]
@@ -100,7 +101,7 @@ class BenchConfig:
             raise UsageError(f"--max-clips must be at least 1, got {self.max_clips}")
         if self.long_video and self.rd_codecs:
             raise UsageError("--rd works on clips; it cannot be combined with --long-video")
-        _dtype_name(self.dtype)
+        canonical_dtype(self.dtype)
         if self.sample_gain <= 0:
             raise UsageError("the difference gain must be positive")
 
@@ -119,18 +120,9 @@ class BenchConfig:
             if self.long_video
             else "consecutive, non-overlapping; last clip padded by repeating its last frame (duplicates scored)",
             "model_causal": causal,
-            "precision": _dtype_name(self.dtype),
+            "precision": canonical_dtype(self.dtype),
             "aggregation": "mean over every scored frame of every video (frame-weighted)",
             "u8": "reconstruction rounded to uint8 (as `vidtok decode` writes it) vs the float ground truth",
             "max_clips_per_video": self.max_clips,
             "metrics": list(self.metrics),
         }
-
-
-def _dtype_name(dtype: Any) -> str:
-    names = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-             "bf16": "bfloat16", "bfloat16": "bfloat16"}  # fmt: skip
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in names:
-        raise UsageError(f"unknown dtype {dtype!r} (fp32, bf16 or fp16)")
-    return names[key]

@@ -6,8 +6,8 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..dtypes import canonical_dtype
 from ..errors import UsageError, VidtokError
-from .config import _dtype_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,7 +35,7 @@ class _Subject:
 
         self.model = model
         self.identity = isinstance(model, IdentityModel)
-        self.dtype = getattr(torch, _dtype_name(dtype))
+        self.dtype = getattr(torch, canonical_dtype(dtype))
         if self.identity:
             self.device = torch.device(model.device)
             self.causal, self.tdf, self.sf = model.causal, model.temporal_factor, 1
