@@ -598,3 +598,33 @@ def test_x264_determinism_params_keep_user_asm(monkeypatch):
     assert V._x264_determinism_params({"x264-params": "asm=SSE2"})["x264-params"] == "asm=SSE2"
     monkeypatch.setattr(V, "_cpu_has_avx512", lambda: False)
     assert "x264-params" not in V._x264_determinism_params({"crf": "18"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# listing videos
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_list_videos_folders_files_and_csv(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.mp4", "a/b/y.MKV", "a/b/z.y4m", "a/notes.txt", "other.3gp"):
+        (tmp_path / name).write_bytes(b"")
+    a = tmp_path / "a"
+    folder = [a / "b" / "y.MKV", a / "b" / "z.y4m", a / "x.mp4"]
+    assert V.list_videos(a) == folder  # recursive, sorted, by extension (any case)
+    assert V.list_videos([tmp_path / "other.3gp", a, a / "x.mp4"]) == [tmp_path / "other.3gp", *folder]
+    lst = tmp_path / "list.csv"
+    lst.write_text("\ufeffcaption, videos \nhi,a/x.mp4\n,\nho,gone.mp4\n")  # BOM, spaces, an empty row
+    with pytest.raises(UsageError, match="gone.mp4 does not exist"):
+        V.list_videos(lst)
+    assert V.list_videos(lst, missing_ok=True) == [a / "x.mp4", tmp_path / "gone.mp4"]
+    assert V.list_videos(lst, root=tmp_path / "r", missing_ok=True)[0] == tmp_path / "r" / "a" / "x.mp4"
+    lst.write_text("videos\n")
+    with pytest.raises(UsageError, match="lists no files"):
+        V.list_videos(lst)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no videos"):
+        V.list_videos(tmp_path / "empty")
+    with pytest.raises(UsageError, match="no such file"):
+        V.list_videos(tmp_path / "missing.mp4")
+    assert set(V.VIDEO_EXTENSIONS) >= {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".y4m"}
