@@ -253,9 +253,9 @@ def test_encode_psnr_reports_the_quality_of_the_written_file(tiny_weights, skvid
 
     decoded = [np.asarray(av.open(str(p)).decode(video=0).__next__().to_ndarray(format="rgb24"))
                for p in sorted((tmp_path / "png").glob("*.png"))]  # fmt: skip
-    from vidtok_cli.codec import _prepare
+    from vidtok_cli.frames import resize_frame
 
-    source = [_prepare(f, 64, False) for f in video.iter_frames(src, max_frames=9)]
+    source = [resize_frame(f, 64, False) for f in video.iter_frames(src, max_frames=9)]
     values = [frame_psnr(a, b) for a, b in zip(decoded, source, strict=True)]
     assert summary["psnr"] == pytest.approx(float(np.mean(values)), abs=1e-9)
     assert summary["psnr_min"] == pytest.approx(min(values), abs=1e-9)

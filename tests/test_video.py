@@ -1,4 +1,4 @@
-"""Tests of vidtok_cli.video: PyAV reading/writing, fps resampling, rotation, transforms, audio copy."""
+"""Tests of vidtok_cli.video: PyAV reading/writing, fps resampling, rotation, audio copy, listing videos."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 av = pytest.importorskip("av")
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
 
 from vidtok_cli import video as V  # noqa: E402
 from vidtok_cli.errors import UsageError, VidtokError  # noqa: E402
@@ -305,107 +303,6 @@ def test_error_start_past_end(vid30):
 
 
 # ---------------------------------------------------------------------------------------------------
-# transforms
-# ---------------------------------------------------------------------------------------------------
-
-
-def test_model_input_output_round_trip():
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
-    x = V.to_model_input(frames)
-    assert x.shape == (1, 3, 3, 5, 7) and x.dtype == torch.float32
-    assert x.min() >= -1 and x.max() <= 1
-    assert torch.equal(x[0, :, 1, 2, 3], (torch.from_numpy(frames[1, 2, 3]).float() / 255 - 0.5) / 0.5)
-    np.testing.assert_array_equal(V.from_model_output(x), frames)
-    np.testing.assert_array_equal(V.from_model_output(x[0]), frames)
-
-
-def test_from_model_output_clamps_and_rounds_half_even():
-    x = torch.tensor([-3.0, 3.0, 1.0 / 255.0, 3.0 / 255.0]).view(1, 1, 1, 4).expand(3, 1, 1, 4)
-    # (x+1)*127.5: 1/255 -> 128.0, 3/255 -> 129.0; -3 -> 0; 3 -> 255
-    out = V.from_model_output(x)
-    assert out.shape == (1, 1, 4, 3)
-    assert out[0, 0, :, 0].tolist() == [0, 255, 128, 129]
-    # 0.0 -> 127.5 exactly (the only exact half in float32 on this grid) -> 128; twice the same
-    zero = torch.zeros(1, 3, 2, 2, 2)
-    assert V.from_model_output(zero).tolist() == V.from_model_output(zero.clone()).tolist()
-    assert (V.from_model_output(zero) == 128).all()
-    with pytest.raises(ValueError):
-        V.from_model_output(torch.zeros(2, 3, 1, 4, 4))
-
-
-def test_resize_matches_interpolate_and_sizes():
-    assert V.resized_size(1080, 1920, 256) == (256, 455)
-    assert V.resized_size(1920, 1080, 256) == (455, 256)
-    assert V.resized_size(272, 640, 256) == (256, 602)
-    x = torch.rand(1, 3, 2, 54, 96)
-    y = V.resize_short_side(x, 16)
-    assert y.shape == (1, 3, 2, 16, V.resized_size(54, 96, 16)[1])
-    ref = F.interpolate(
-        x[0].transpose(0, 1), size=y.shape[-2:], mode="bilinear", align_corners=False, antialias=True
-    )
-    torch.testing.assert_close(y[0].transpose(0, 1), ref, rtol=0, atol=0)
-    # 4D and 3D inputs, uint8
-    assert V.resize_short_side(torch.rand(5, 3, 54, 96), 16).shape == (5, 3, 16, 28)
-    assert V.resize_short_side(torch.rand(3, 96, 54), 16).shape == (3, 28, 16)
-    u = V.resize_short_side(torch.randint(0, 256, (2, 3, 54, 96), dtype=torch.uint8), 16)
-    assert u.dtype == torch.uint8 and u.shape == (2, 3, 16, 28)
-    assert V.resize_short_side(x, 54) is x  # already the requested size
-
-
-def test_resize_1080p_official_shape():
-    x = torch.rand(1, 3, 1080, 1920)
-    y = V.resize_short_side(x, 256)
-    assert y.shape == (1, 3, 256, 455)
-    c = V.center_crop(y, 256, 256)
-    assert c.shape == (1, 3, 256, 256)
-    torch.testing.assert_close(c, y[..., :, 100:356], rtol=0, atol=0)  # left = round(99.5) = 100
-
-
-def test_center_crop_offsets():
-    x = torch.arange(9 * 10).view(1, 9, 10)
-    torch.testing.assert_close(V.center_crop(x, 4, 4), x[..., 2:6, 3:7])  # round(2.5)=2, round(3.0)=3
-    torch.testing.assert_close(V.center_crop(x, 6, 5), x[..., 2:8, 2:7])  # round(1.5)=2, round(2.5)=2
-    with pytest.raises(ValueError):
-        V.center_crop(x, 10, 4)
-
-
-@pytest.mark.parametrize("shape", [(1, 3, 4, 27, 35), (3, 27, 35), (27, 35)])
-@pytest.mark.parametrize("mode", ["replicate", "reflect", "constant"])
-def test_pad_unpad_round_trip(shape, mode):
-    x = torch.rand(*shape)
-    y, pad = V.pad_to_multiple(x, 8, mode=mode)
-    assert y.shape[-2:] == (32, 40) and pad == (0, 5, 0, 5)
-    assert y.shape[:-2] == x.shape[:-2]
-    torch.testing.assert_close(V.unpad(y, pad), x, rtol=0, atol=0)
-    if mode == "replicate":
-        torch.testing.assert_close(y[..., :27, 35:], x[..., :, -1:].expand(*x.shape[:-1], 5))
-    if mode == "constant":
-        assert float(y[..., 27:, :].abs().sum()) == 0.0
-
-
-def test_pad_noop_and_uint8():
-    x = torch.rand(1, 3, 2, 16, 32)
-    y, pad = V.pad_to_multiple(x, 16)
-    assert y is x and pad == (0, 0, 0, 0) and V.unpad(y, pad).shape == x.shape
-    u = torch.randint(0, 256, (3, 27, 35), dtype=torch.uint8)
-    v, pad = V.pad_to_multiple(u, 4)
-    assert v.dtype == torch.uint8 and v.shape == (3, 28, 36)
-    assert torch.equal(V.unpad(v, pad), u)
-
-
-def test_pad_frame_count():
-    assert [V.pad_frame_count(n, 4, causal=True) for n in (1, 2, 5, 6, 17, 18)] == [1, 5, 5, 9, 17, 21]
-    assert [V.pad_frame_count(n, 2, causal=True) for n in (1, 2, 3, 4)] == [1, 3, 3, 5]
-    assert [V.pad_frame_count(n, 4, causal=False) for n in (1, 16, 17, 33)] == [16, 16, 32, 48]
-    assert V.pad_frame_count(9, 4, causal=False, clip_length=8) == 16
-    with pytest.raises(ValueError):
-        V.pad_frame_count(0, 4, causal=True)
-    with pytest.raises(ValueError):
-        V.pad_frame_count(5, 4, causal=False, clip_length=6)
-
-
-# ---------------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------------
 
@@ -617,3 +514,33 @@ def test_x264_determinism_params_keep_user_asm(monkeypatch):
     assert V._x264_determinism_params({"x264-params": "asm=SSE2"})["x264-params"] == "asm=SSE2"
     monkeypatch.setattr(V, "_cpu_has_avx512", lambda: False)
     assert "x264-params" not in V._x264_determinism_params({"crf": "18"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# listing videos
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_list_videos_folders_files_and_csv(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.mp4", "a/b/y.MKV", "a/b/z.y4m", "a/notes.txt", "other.3gp"):
+        (tmp_path / name).write_bytes(b"")
+    a = tmp_path / "a"
+    folder = [a / "b" / "y.MKV", a / "b" / "z.y4m", a / "x.mp4"]
+    assert V.list_videos(a) == folder  # recursive, sorted, by extension (any case)
+    assert V.list_videos([tmp_path / "other.3gp", a, a / "x.mp4"]) == [tmp_path / "other.3gp", *folder]
+    lst = tmp_path / "list.csv"
+    lst.write_text("\ufeffcaption, videos \nhi,a/x.mp4\n,\nho,gone.mp4\n")  # BOM, spaces, an empty row
+    with pytest.raises(UsageError, match="gone.mp4 does not exist"):
+        V.list_videos(lst)
+    assert V.list_videos(lst, missing_ok=True) == [a / "x.mp4", tmp_path / "gone.mp4"]
+    assert V.list_videos(lst, root=tmp_path / "r", missing_ok=True)[0] == tmp_path / "r" / "a" / "x.mp4"
+    lst.write_text("videos\n")
+    with pytest.raises(UsageError, match="lists no files"):
+        V.list_videos(lst)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no videos"):
+        V.list_videos(tmp_path / "empty")
+    with pytest.raises(UsageError, match="no such file"):
+        V.list_videos(tmp_path / "missing.mp4")
+    assert set(V.VIDEO_EXTENSIONS) >= {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".y4m"}

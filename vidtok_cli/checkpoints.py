@@ -14,11 +14,11 @@ import _compat_pickle
 import hashlib
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import atomic_path
 from .errors import CheckpointError, UnsafeCheckpointError
 
 if TYPE_CHECKING:
@@ -452,21 +452,11 @@ def save_safetensors(
 
     from safetensors.torch import save_file
 
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata=dict(metadata))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        if isinstance(e, Exception):
-            raise CheckpointError(f"cannot write {p}: {_one_line(e)}") from e
-        raise
+        with atomic_path(p, force=True, make_parents=True) as tmp:
+            save_file(tensors, str(tmp), metadata=dict(metadata))
+    except Exception as e:
+        raise CheckpointError(f"cannot write {p}: {_one_line(e)}") from e
 
 
 def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

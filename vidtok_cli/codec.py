@@ -26,19 +26,6 @@ def _resolve_model(model: Any, device: Any) -> Any:
     return model
 
 
-def _prepare(frame: np.ndarray, size: int | None, crop: bool) -> np.ndarray:
-    """Resize the short side to ``size`` (bilinear + antialias) and optionally centre-crop a square."""
-    if not size:
-        return frame
-    import torch
-
-    x = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).float()
-    x = video.resize_short_side(x, size)
-    if crop:
-        x = video.center_crop(x, size, size)
-    return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def encode_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -74,6 +61,7 @@ def encode_file(
     decoding cross-fades. ``precision``: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``fp32``,
     ``bf16`` or ``fp16`` (see ``runtime``).
     """
+    from .frames import resize_frame
     from .stream import encode_frames
 
     t0 = time.perf_counter()
@@ -102,7 +90,7 @@ def encode_file(
     first = next(frames, None)
     if first is None:
         raise video.VideoError(f"{src}: no frames to encode")
-    first = _prepare(first, size, crop)
+    first = resize_frame(first, size, crop)
     height, width = first.shape[:2]
     sf = layout.spatial_factor
     pad_h, pad_w = (-height) % sf, (-width) % sf
@@ -110,7 +98,7 @@ def encode_file(
     def padded() -> Iterator[np.ndarray]:
         count = 0
         for f in _chain(first, frames):
-            f = _prepare(f, size, crop) if count else f
+            f = resize_frame(f, size, crop) if count else f
             if pad_h or pad_w:
                 f = np.pad(f, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             count += 1
@@ -178,7 +166,7 @@ def encode_file(
     if psnr:
         try:
             source = (
-                _prepare(f, size, crop)
+                resize_frame(f, size, crop)
                 for f in video.iter_frames(
                     src, fps=fps, start=start, duration=duration, max_frames=max_frames
                 )

@@ -1,4 +1,4 @@
-"""Video I/O through PyAV, and the frame transforms between files and models.
+"""Video I/O through PyAV (numpy + av only), and the listing of video files.
 
 Reading streams: ``iter_frames`` decodes one frame at a time (first video stream only) and never holds
 the video in memory. Writing streams too: ``VideoWriter`` encodes each frame as it arrives.
@@ -18,10 +18,8 @@ Decisions (each one a convention the rest of the package relies on):
   therefore gives ``2*fps`` frames at any rate. The official VidTok evaluation instead keeps every
   ``interval``-th decoded frame with ``interval = round(src_fps / target_fps)``: ``interval=`` /
   ``official_interval()``.
-- Model tensors are float32 ``(1, 3, T, H, W)`` in [-1, 1] (``(x/255 - 0.5)/0.5`` as the official
-  pipeline computes it); back to uint8 by clamping, scaling and rounding half to even (``torch.round``).
-- Spatial padding goes to the right and bottom (top-left stays aligned with the source, so unpadding is
-  a slice); the pad tuple is in ``torch.nn.functional.pad`` order ``(left, right, top, bottom)``.
+- Outputs are written atomically (``vidtok_cli.atomic``): an existing file is refused unless ``force``.
+- ``list_videos`` turns files, folders (recursive, by ``VIDEO_EXTENSIONS``) and CSV lists into paths.
 - Odd frame sizes cannot be coded in 4:2:0 (H.264/HEVC crop in units of 2 chroma-subsampled pixels), so
   the writer switches a 4:2:0/4:2:2 ``pix_fmt`` to 4:4:4 of the same bit depth for such sizes: the file
   decodes to exactly the requested size (some browsers do not play 4:4:4 H.264; ``VideoWriter.notes``
@@ -31,47 +29,40 @@ Decisions (each one a convention the rest of the package relies on):
   the video's span at packet granularity: ``audio_span`` keeps the packets that overlap the frames'
   time span (so audio may run up to one packet past the last frame).
 
-torch and av are imported inside the functions that need them, so importing this module is cheap.
+The torch side of frames (model tensors, resize, crop, pad) is ``vidtok_cli.frames``. av is imported
+inside the functions that need it, so importing this module is cheap; it never imports torch.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
-import secrets
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from . import atomic
 from .errors import UsageError, VidtokError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
 __all__ = [
+    "VIDEO_EXTENSIONS",
     "AudioInfo",
     "AudioPacket",
     "VideoError",
     "VideoInfo",
     "VideoWriter",
     "audio_span",
-    "center_crop",
-    "from_model_output",
     "iter_audio_packets",
     "iter_frames",
+    "list_videos",
     "official_interval",
-    "pad_frame_count",
-    "pad_to_multiple",
     "probe",
-    "resize_short_side",
-    "resized_size",
-    "to_model_input",
-    "unpad",
     "write_png_frames",
 ]
 
@@ -683,159 +674,6 @@ def audio_span(
 
 
 # --------------------------------------------------------------------------------------------------
-# Frame transforms (torch)
-# --------------------------------------------------------------------------------------------------
-
-
-def to_model_input(frames) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` (numpy or torch) -> float32 ``(1, 3, T, H, W)`` in [-1, 1].
-
-    Computed as the official pipeline does: ``(x / 255 - 0.5) / 0.5`` in float32.
-    """
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
-    if x.ndim == 3:
-        x = x.unsqueeze(0)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected frames of shape (T, H, W, 3), got {tuple(x.shape)}")
-    if x.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 frames, got {x.dtype}")
-    x = x.permute(3, 0, 1, 2).unsqueeze(0).to(torch.float32) / 255.0
-    return ((x - 0.5) / 0.5).contiguous()
-
-
-def from_model_output(x: torch.Tensor) -> np.ndarray:
-    """float ``(1, 3, T, H, W)`` or ``(3, T, H, W)`` in [-1, 1] -> uint8 ``(T, H, W, 3)``.
-
-    ``clamp(-1, 1)``, then ``(x + 1) * 127.5`` in float32 and round half to even (``torch.round``):
-    deterministic for a given input.
-    """
-    import torch
-
-    if x.ndim == 5:
-        if x.shape[0] != 1:
-            raise ValueError(f"expected batch size 1, got {tuple(x.shape)}; convert each video separately")
-        x = x[0]
-    if x.ndim != 4 or x.shape[0] != 3:
-        raise ValueError(f"expected (1, 3, T, H, W) or (3, T, H, W), got {tuple(x.shape)}")
-    y = ((x.detach().to(torch.float32).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return y.permute(1, 2, 3, 0).contiguous().cpu().numpy()
-
-
-def _as_4d(x: torch.Tensor):
-    """View a (..., C, H, W) or (B, C, T, H, W) tensor as (N, C, H, W) and return an undo function."""
-    if x.ndim == 5:
-        b, c, t, h, w = x.shape
-        y = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-
-        def undo(z):
-            return z.reshape(b, t, c, z.shape[-2], z.shape[-1]).permute(0, 2, 1, 3, 4).contiguous()
-
-        return y, undo
-    if x.ndim == 4:
-        return x, lambda z: z
-    if x.ndim == 3:
-        return x.unsqueeze(0), lambda z: z[0]
-    if x.ndim == 2:
-        return x[None, None], lambda z: z[0, 0]
-    raise ValueError(f"expected a 2- to 5-dimensional tensor, got shape {tuple(x.shape)}")
-
-
-def resized_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """Output (height, width) of ``resize_short_side``: short side ``size``, long ``int(size*long/short)``."""
-    short, long = (height, width) if height <= width else (width, height)
-    new_short, new_long = size, int(size * long / short)
-    return (new_short, new_long) if height <= width else (new_long, new_short)
-
-
-def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize so the short side is ``size`` (the official torchvision ``Resize(size, antialias=True)``).
-
-    ``F.interpolate(mode="bilinear", align_corners=False, antialias=True)`` over the last two dims of
-    ``(B, C, T, H, W)``, ``(N, C, H, W)``, ``(C, H, W)`` or ``(H, W)``. Float tensors are resized in
-    their dtype; uint8 tensors in float32, rounded (half to even) and clamped back to uint8.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    oh, ow = resized_size(h, w, size)
-    if (oh, ow) == (h, w):
-        return x
-    y, undo = _as_4d(x)
-    if y.dtype == torch.uint8:
-        z = F.interpolate(y.float(), size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)
-        return undo(z.round().clamp(0, 255).to(torch.uint8))
-    z = F.interpolate(y, size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)
-    return undo(z)
-
-
-def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Crop the centre ``h x w`` of the last two dims; offsets ``round((H-h)/2)``, ``round((W-w)/2)``
-    with Python's round, as torchvision's ``center_crop``."""
-    H, W = int(x.shape[-2]), int(x.shape[-1])
-    if h > H or w > W:
-        raise ValueError(f"crop {h}x{w} (HxW) is larger than the frame {H}x{W}")
-    top = int(round((H - h) / 2.0))
-    left = int(round((W - w) / 2.0))
-    return x[..., top : top + h, left : left + w]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> tuple[torch.Tensor, tuple]:
-    """Pad the last two dims on the right and bottom up to multiples of ``multiple``.
-
-    ``mode``: "replicate" (default), "reflect" or "constant" (zeros). Returns ``(x_padded, pad)`` with
-    ``pad = (left, right, top, bottom) = (0, pad_w, 0, pad_h)`` in ``F.pad`` order; ``unpad(x_padded,
-    pad)`` restores the original size.
-    """
-    import torch.nn.functional as F
-
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, got {multiple}")
-    H, W = int(x.shape[-2]), int(x.shape[-1])
-    ph, pw = (-H) % multiple, (-W) % multiple
-    pad = (0, pw, 0, ph)
-    if ph == 0 and pw == 0:
-        return x, pad
-    y, undo = _as_4d(x)
-    if mode == "constant":
-        z = F.pad(y, pad, mode="constant", value=0.0)
-    else:
-        if y.dtype.is_floating_point:
-            z = F.pad(y, pad, mode=mode)
-        else:  # replicate/reflect are not implemented for integer tensors
-            z = F.pad(y.float(), pad, mode=mode).to(y.dtype)
-    return undo(z), pad
-
-
-def unpad(x: torch.Tensor, pad: tuple) -> torch.Tensor:
-    """Undo ``pad_to_multiple`` (any ``(left, right, top, bottom)`` pad of the last two dims)."""
-    left, right, top, bottom = (int(p) for p in pad)
-    H, W = int(x.shape[-2]), int(x.shape[-1])
-    return x[..., top : H - bottom, left : W - right]
-
-
-def pad_frame_count(n_frames: int, temporal_factor: int, causal: bool, clip_length: int = 16) -> int:
-    """Frames to feed the model for ``n_frames`` source frames (the extra ones repeat the last frame).
-
-    Causal models take ``1 + k * temporal_factor`` frames (the first frame is encoded alone): the
-    smallest such count ``>= n_frames``. Non-causal models take whole clips of ``clip_length`` frames
-    (16 in the paper): the smallest multiple ``>= n_frames``.
-    """
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    if temporal_factor < 1:
-        raise ValueError(f"temporal_factor must be >= 1, got {temporal_factor}")
-    if causal:
-        k = -(-(n_frames - 1) // temporal_factor)
-        return 1 + k * temporal_factor
-    if clip_length < 1 or clip_length % temporal_factor:
-        raise ValueError(f"clip_length {clip_length} must be a positive multiple of {temporal_factor}")
-    return -(-n_frames // clip_length) * clip_length
-
-
-# --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
 
@@ -878,35 +716,6 @@ def _x264_determinism_params(options: dict[str, str]) -> dict[str, str]:
     out = dict(options)
     out["x264-params"] = f"{params}:asm=AVX2" if params else "asm=AVX2"
     return out
-
-
-def _tmp_path(final: Path) -> Path:
-    """A fresh name next to ``final`` (same file system, so the rename is atomic), same extension so the
-    muxer is chosen by it. Not pre-created: the muxer creates it with the usual umask permissions
-    (``mkstemp`` would leave the final file readable by its owner only)."""
-    while True:
-        tmp = final.with_name(f".{final.stem}.{secrets.token_hex(4)}.partial{final.suffix}")
-        if not tmp.exists():
-            return tmp
-
-
-def _commit(tmp: Path, final: Path, force: bool) -> None:
-    """Rename ``tmp`` to ``final``: atomically, and without clobbering unless ``force``."""
-    if force:
-        os.replace(tmp, final)
-        return
-    try:
-        os.link(tmp, final)  # fails if final exists: no race between the check and the rename
-    except FileExistsError:
-        tmp.unlink(missing_ok=True)
-        raise VideoError(f"{final}: exists; pass --force to overwrite") from None
-    except OSError:  # file systems without hard links
-        if final.exists():
-            tmp.unlink(missing_ok=True)
-            raise VideoError(f"{final}: exists; pass --force to overwrite") from None
-        os.replace(tmp, final)
-        return
-    tmp.unlink(missing_ok=True)
 
 
 class VideoWriter:
@@ -955,8 +764,7 @@ class VideoWriter:
         self.audio_packets_written = 0
         self._closed = False
 
-        if self.path.exists() and not force:
-            raise VideoError(f"{self.path}: exists; pass --force to overwrite")
+        atomic.refuse_existing(self.path, force, VideoError)
         if not self.path.parent.is_dir():
             raise VideoError(f"{self.path}: directory {self.path.parent} does not exist")
 
@@ -980,7 +788,7 @@ class VideoWriter:
         if codec == "libx264":
             opts = _x264_determinism_params(opts)
 
-        self._tmp = _tmp_path(self.path)
+        self._tmp = atomic.temp_path(self.path)
         container_options = {}
         if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
             container_options["movflags"] = "+faststart"
@@ -988,7 +796,7 @@ class VideoWriter:
             fmt = None if self.path.suffix else "mp4"
             self._out = av.open(str(self._tmp), mode="w", format=fmt, options=container_options)
         except av.FFmpegError as e:
-            self._tmp.unlink(missing_ok=True)
+            atomic.discard(self._tmp)
             raise VideoError(f"{self.path}: cannot create ({_ffmpeg_reason(e)})") from e
         try:
             try:
@@ -1144,7 +952,7 @@ class VideoWriter:
             self._discard()
             raise
         self._closed = True
-        _commit(self._tmp, self.path, self.force)
+        atomic.commit(self._tmp, self.path, force=self.force, error=VideoError)
 
     def abort(self) -> None:
         """Stop writing and remove the temporary file; nothing is left at ``path``."""
@@ -1158,7 +966,7 @@ class VideoWriter:
             self._out.close()
         except Exception:  # noqa: BLE001 - cleaning up after a failure
             pass
-        self._tmp.unlink(missing_ok=True)
+        atomic.discard(self._tmp)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -1206,14 +1014,87 @@ def write_png_frames(
                 ctx.time_base = Fraction(1, 1)
                 size = (h, w)
             final = d / pattern.format(idx)
-            if final.exists() and not force:
-                raise VideoError(f"{final}: exists; pass --force to overwrite")
+            atomic.refuse_existing(final, force, VideoError)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts = 0
             data = b"".join(bytes(p) for p in ctx.encode(frame))
-            tmp = final.with_name(f".{final.name}.partial")
-            tmp.write_bytes(data)
-            os.replace(tmp, final)
-            written.append(final)
+            written.append(atomic.write_bytes(final, data, force=force, error=VideoError))
             idx += 1
     return written
+
+
+# --------------------------------------------------------------------------------------------------
+# Listing video files
+# --------------------------------------------------------------------------------------------------
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".y4m")
+
+
+def list_videos(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    missing_ok: bool = False,
+) -> list[Path]:
+    """The video files named by ``inputs``: files, folders and CSV lists (one input or a sequence of them).
+
+    - a folder: its files with a ``VIDEO_EXTENSIONS`` extension, searched recursively, in sorted order;
+    - a ``.csv`` file: the paths in its ``videos`` column (the official VidTok meta-file format; other
+      columns are ignored), relative to ``root`` when given, else to the CSV's folder, unless absolute;
+    - any other file: taken as a video whatever its extension.
+
+    Order: as given; duplicates are dropped. Listed files that do not exist are an error unless
+    ``missing_ok`` (then they are kept: a reader reports them). UsageError (one line) when an input does
+    not exist or nothing is found.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out: list[Path] = []
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
+            if not found:
+                raise UsageError(f"{p}: no videos (no video files ending in {', '.join(VIDEO_EXTENSIONS)})")
+            out.extend(found)
+        elif p.is_file() and p.suffix.lower() == ".csv":
+            out.extend(_videos_from_csv(p, root, missing_ok))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UsageError(f"{p}: no such file or folder")
+    seen: set[str] = set()
+    unique = []
+    for f in out:
+        key = str(f.resolve())
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    if not unique:
+        raise UsageError("no videos given")
+    return unique
+
+
+def _videos_from_csv(path: Path, root: str | os.PathLike[str] | None, missing_ok: bool) -> list[Path]:
+    base = Path(root).expanduser() if root is not None else path.parent
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            reader = csv.DictReader(f)
+            names = [n.strip() for n in reader.fieldnames or []]
+            if "videos" not in names:
+                raise UsageError(f"{path}: the CSV has no 'videos' column (columns: {reader.fieldnames})")
+            key = (reader.fieldnames or [])[names.index("videos")]
+            rows = [v.strip() for r in reader if (v := r.get(key)) and v.strip()]
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror or e})") from e
+    if not rows:
+        raise UsageError(f"{path}: the 'videos' column lists no files")
+    out = []
+    for r in rows:
+        p = Path(r).expanduser()
+        if not p.is_absolute():
+            p = base / p
+        if not missing_ok and not p.is_file():
+            raise UsageError(f"{path}: listed video {r} does not exist ({p})")
+        out.append(p)
+    return out

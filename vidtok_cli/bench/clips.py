@@ -1,4 +1,4 @@
-"""Frames to clips: the plan of a video, clip iteration, and the frame conversions around the model."""
+"""Frames to clips: the plan of a video and clip iteration (the frame conversions are in ``frames``)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import LONG_VIDEO_CHUNK, BenchConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 
 @dataclass
@@ -46,20 +42,6 @@ def _plan(path: Path, name: str, cfg: BenchConfig, clip_frames: int) -> _VideoPl
     )
 
 
-def _prepare(frames: list[np.ndarray], cfg: BenchConfig, device: torch.device) -> torch.Tensor:
-    """uint8 frames (H, W, 3) -> float32 (T, 3, h, w) in [0, 1] on ``device``: /255, resize, centre crop."""
-    import torch
-
-    from .. import video
-
-    x = torch.from_numpy(np.stack(frames)).to(device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
-    if cfg.size:
-        x = video.resize_short_side(x, cfg.size)
-        if cfg.crop:
-            x = video.center_crop(x, cfg.size, cfg.size)
-    return x.contiguous()
-
-
 def _iter_clips(
     plan: _VideoPlan, clip_frames: int, max_clips: int | None
 ) -> Iterator[tuple[list[np.ndarray], int, int]]:
@@ -83,31 +65,3 @@ def _iter_clips(
     if buf:
         n = len(buf)
         yield buf + [buf[-1]] * (clip_frames - n), n, first
-
-
-def _to_u8(x01: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float -> the 8-bit values `vidtok decode` writes, back in [0, 1] (round half to even)."""
-    return (x01 * 255.0).round() / 255.0
-
-
-def _from_model(y: torch.Tensor) -> torch.Tensor:
-    """Model output (1, 3, T, H, W) in [-1, 1] -> float32 frames (T, 3, H, W) in [0, 1]."""
-    import torch
-
-    return ((y[0].to(torch.float32).clamp(-1.0, 1.0) + 1.0) / 2.0).permute(1, 0, 2, 3).contiguous()
-
-
-def _model_input(gt: torch.Tensor, factor: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(1, 3, T, H', W') in [-1, 1], spatially padded (replicate, right/bottom) to the model's ``factor``;
-    with the unpadded (H, W)."""
-    import torch.nn.functional as F
-
-    x = ((gt - 0.5) / 0.5).permute(1, 0, 2, 3).unsqueeze(0)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % factor, (-w) % factor
-    if ph or pw:
-        b, c, t = x.shape[:3]
-        x = F.pad(x.reshape(b, c * t, h, w), (0, pw, 0, ph), mode="replicate").reshape(
-            b, c, t, h + ph, w + pw
-        )
-    return x.contiguous(), (h, w)

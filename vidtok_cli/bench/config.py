@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..dtypes import canonical_dtype
 from ..errors import UsageError
 
 BENCH_METRICS = ("psnr", "ssim", "lpips", "fvd")
@@ -110,7 +111,7 @@ class BenchConfig:
     def run_precision(self) -> str:
         """``precision`` with ``auto`` resolved where the protocol fixes it (vidtok: ``fp32``); otherwise
         ``auto`` (decided by the device, see ``vidtok_cli.runtime.compute_dtype``) or ``fp32``/``bf16``/``fp16``."""
-        from ..dtypes import SHORT, canonical_dtype
+        from ..dtypes import SHORT
         from ..runtime import PRECISIONS
 
         p = str(self.precision).lower()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import VidtokError
-from .clips import _from_model, _model_input, _prepare, _VideoPlan
+from .clips import _VideoPlan
 from .config import LONG_VIDEO_CHUNK
 from .rate import _Rate
 from .samples import _Samples
@@ -70,6 +70,7 @@ class _LongVideo:
         """Encode, decode and score the whole video; yields the number of windows scored so far."""
         import torch
 
+        from ..frames import model_to_unit
         from ..stream import decode_chunks, encode_frames
 
         s, clock = self.st.s, self.clock
@@ -83,7 +84,7 @@ class _LongVideo:
         try:
             for _, y in clock.wrap(decoded, "decode"):
                 h, w = self.size_hw
-                yield from self._flush_windows(_from_model(y)[..., :h, :w], False)
+                yield from self._flush_windows(model_to_unit(y)[..., :h, :w], False)
             if self.st.speed.timed:  # the decoder's flush of its last frames
                 self.st.speed.dec_s += clock.take().get("decode", 0.0)
             if self.n_in:
@@ -100,14 +101,15 @@ class _LongVideo:
         """The model's input frames, (H, W, 3) float32 in [0, 255] (``frames_to_tensor`` maps them to
         [-1, 1]); their ground truth goes to ``pending_gt``."""
         from .. import video
+        from ..frames import frames_to_unit, unit_to_model
 
         st, s = self.st, self.st.s
         for chunk in _chunks(video.iter_frames(self.plan.path, interval=self.plan.interval)):
             if self.limit is not None and self.n_in >= self.limit:
                 break
-            gt = _prepare(chunk, st.cfg, s.device)
+            gt = frames_to_unit(chunk, s.device, st.cfg.size, st.cfg.crop)
             self.vstate.sampled += gt.shape[0]
-            x, self.size_hw = _model_input(gt, s.sf)
+            x, self.size_hw = unit_to_model(gt, s.sf)
             self.input_wh = (x.shape[-1], x.shape[-2])
             self.pending_gt.extend(gt.unbind(0))
             self.n_in += gt.shape[0]

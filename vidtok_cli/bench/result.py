@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_text
 from ..errors import UsageError
 
 
@@ -50,7 +51,7 @@ class BenchResult:
         """The result as JSON text; written atomically to ``path`` when given."""
         text = json.dumps(self.as_dict(), indent=2, default=_json_default, allow_nan=False)
         if path is not None:
-            _write_text(Path(path), text + "\n", force)
+            write_text(path, text + "\n", force=force, error=UsageError)
         return text
 
     def csv_rows(self) -> list[dict[str, Any]]:
@@ -98,7 +99,7 @@ class BenchResult:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
         text = buf.getvalue()
         if path is not None:
-            _write_text(Path(path), text, force)
+            write_text(path, text, force=force, error=UsageError)
         return text
 
 
@@ -108,13 +109,3 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, (Path, Fraction)):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _write_text(path: Path, text: str, force: bool) -> None:
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path}: directory {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .clips import _from_model, _iter_clips, _model_input, _prepare, _to_u8, _VideoPlan
+from .clips import _iter_clips, _VideoPlan
 from .config import BenchConfig
 from .rate import _Rate
 from .result import BenchResult
@@ -62,10 +62,12 @@ class _RunState:
     def _score(self, vstate: _VideoState, gt: torch.Tensor, rec: torch.Tensor, n_real: int, clip_index: int,
                first: int, extra: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
         """Score one clip (float and 8-bit), feed every accumulator, append the clip record."""
+        from ..frames import quantize_unit
+
         plan = vstate.plan
         t = gt.shape[0]
         cands = {"": rec}
-        rec_u8 = _to_u8(rec) if self.cfg.u8 else rec
+        rec_u8 = quantize_unit(rec) if self.cfg.u8 else rec
         if self.cfg.u8:
             cands["_u8"] = rec_u8
         values = score_frames(gt, cands, self.m.frame_metrics, self.m.lpips)
@@ -130,11 +132,13 @@ class _RunState:
     ) -> Iterator[int]:
         import torch
 
+        from ..frames import frames_to_unit, model_to_unit, unit_to_model
+
         for ci, (frames, n_real, first) in enumerate(_iter_clips(plan, self.clip_frames, self.cfg.max_clips)):
             vstate.sampled += n_real
-            gt = _prepare(frames, self.cfg, self.s.device)
+            gt = frames_to_unit(frames, self.s.device, self.cfg.size, self.cfg.crop)
             del frames
-            x, (h, w) = _model_input(gt, self.s.sf)
+            x, (h, w) = unit_to_model(gt, self.s.sf)
             t = gt.shape[0]
             with torch.no_grad():
                 self.speed.begin()
@@ -142,7 +146,7 @@ class _RunState:
                 y, dec_s = _timed(self.s.device, lambda enc=enc, t=t: self.s.decode(enc.latents, t))
                 self.speed.end()
             self.speed.add(enc_s, dec_s, t)
-            rec = _from_model(y)[..., :h, :w]
+            rec = model_to_unit(y)[..., :h, :w]
             extra: dict[str, Any] = {"encode_s": enc_s, "decode_s": dec_s}
             if self.measures_rate:
                 extra.update(self._clip_rate(vstate, rate, enc.latents, h, w, t))

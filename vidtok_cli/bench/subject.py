@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..dtypes import canonical_dtype
 from ..errors import UsageError, VidtokError
 from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
 
@@ -115,7 +116,6 @@ class _Subject:
     @property
     def dtype_name(self) -> str:
         """The dtype the model computes in: ``float32``, ``bfloat16`` or ``float16``."""
-        from ..dtypes import canonical_dtype
 
         return canonical_dtype(self.precision)
 

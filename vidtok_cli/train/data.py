@@ -2,7 +2,7 @@
 
 Sources (``find_videos``):
 
-* a folder, searched recursively for video files (``VIDEO_EXTENSIONS``);
+* a folder, searched recursively for video files (``video.VIDEO_EXTENSIONS``);
 * a CSV file with a ``videos`` column of paths relative to the CSV's folder (or to ``root``), the
   official VidTok meta-file format; other columns are ignored.
 
@@ -24,7 +24,6 @@ and the failure is reported with the sample (``failed``), so the trainer counts 
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import random
@@ -40,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "ClipSampler",
     "ClipSpec",
     "DataError",
@@ -51,7 +49,6 @@ __all__ = [
     "sample_seed",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".y4m")
 MAX_REPLACEMENTS = 32
 
 
@@ -60,40 +57,15 @@ class DataError(VidtokError):
 
 
 def find_videos(data: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The video files of a folder (recursive, sorted) or of a CSV's ``videos`` column.
-
-    CSV paths are relative to ``root`` when given, else to the CSV's folder; absolute paths stay as
-    they are. Missing files are kept (they count as unreadable when sampled).
+    """The video files of a folder (recursive, sorted), a file, or a CSV's ``videos`` column
+    (``video.list_videos``). Missing files listed in a CSV are kept (they count as unreadable when sampled).
     """
-    p = Path(data).expanduser()
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file())
-        if not files:
-            raise DataError(f"{p}: no video files found (looked for {', '.join(VIDEO_EXTENSIONS)})")
-        return files
-    if not p.exists():
-        raise DataError(f"{p}: no such file or folder")
-    if p.suffix.lower() != ".csv":
-        if p.suffix.lower() in VIDEO_EXTENSIONS:
-            return [p]
-        raise DataError(f"{p}: pass a folder of videos or a CSV file with a 'videos' column")
-    base = Path(root).expanduser() if root is not None else p.parent
+    from ..video import list_videos
+
     try:
-        with p.open(newline="", encoding="utf-8", errors="replace") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "videos" not in [n.strip() for n in reader.fieldnames]:
-                raise DataError(f"{p}: the CSV has no 'videos' column (columns: {reader.fieldnames})")
-            key = next(n for n in reader.fieldnames if n.strip() == "videos")
-            files = [
-                (base / v.strip()) if not Path(v.strip()).is_absolute() else Path(v.strip())
-                for row in reader
-                if (v := row.get(key)) and v.strip()
-            ]
-    except OSError as e:
-        raise DataError(f"{p}: cannot read ({e.strerror or e})") from e
-    if not files:
-        raise DataError(f"{p}: the 'videos' column lists no files")
-    return files
+        return list_videos(data, root=root, missing_ok=True)
+    except UsageError as e:
+        raise DataError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -174,6 +146,7 @@ def read_clip(
     import torch
 
     from .. import video
+    from ..frames import resize_short_side
 
     if info is None:
         info = video.probe(path)
@@ -189,7 +162,7 @@ def read_clip(
     it = video.iter_frames(path, fps=fps, start=start, max_frames=spec.frames)
     for frame in it:
         x = torch.from_numpy(frame).permute(2, 0, 1).to(torch.float32)  # (3, H, W) 0..255
-        x = video.resize_short_side(x, short)
+        x = resize_short_side(x, short)
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if crop is None:
             if spec.random_crop:

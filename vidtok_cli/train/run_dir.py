@@ -19,14 +19,13 @@ import json
 import math
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import checkpoints, zoo
+from .. import atomic, checkpoints, zoo
 from .._version import __version__
 from ..arch.config import VidTokConfig
 from ..errors import CheckpointError, UsageError, VidtokError
@@ -115,32 +114,15 @@ def trim_log(log: Path, step: int) -> None:
         if rec.get("event") == "end" or int(rec.get("step", 0)) > step:
             continue
         kept.append(line)
-    tmp = log.with_name(f".{LOG_NAME}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, log)
+    atomic.write_text(log, "".join(k + "\n" for k in kept), force=True)
 
 
 def write_atomically(out: Path, dirname: str, fill: Callable[[Path], None]) -> Path:
     """Creates ``out/dirname`` through a temporary folder that ``fill`` writes, synced and renamed into
     place (replacing an older one); returns the final path."""
     final = out / dirname
-    tmp = out / f".{dirname}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    with atomic.atomic_path(final, force=True, directory=True, make_parents=True) as tmp:
         fill(tmp)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if final.exists():
-            old = out / f".{dirname}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
