@@ -79,7 +79,7 @@ def causal_ranges(n_chunks: int, frames_per_chunk: int = 8, t: int = 2):
 
 
 def no_part_files(d: Path) -> bool:
-    return not [p for p in d.iterdir() if p.name.endswith(".part")]
+    return not [p for p in d.iterdir() if ".partial" in p.name]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -640,7 +640,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path, exc):
 def test_existing_output_needs_force(tmp_path):
     p = tmp_path / "out.vtok"
     p.write_bytes(b"precious")
-    with pytest.raises(ContainerError, match="already exists"):
+    with pytest.raises(ContainerError, match="exists; pass --force"):
         VtokWriter(p, header("tokens"))
     assert p.read_bytes() == b"precious" and no_part_files(tmp_path)
     with VtokWriter(p, header("tokens"), force=True) as w:
@@ -652,7 +652,7 @@ def test_output_appearing_meanwhile_is_not_overwritten(tmp_path):
     p = tmp_path / "out.vtok"
     w = VtokWriter(p, header("tokens"))
     p.write_bytes(b"someone else")
-    with pytest.raises(ContainerError, match="already exists"):
+    with pytest.raises(ContainerError, match="exists; pass --force"):
         w.close()
     assert p.read_bytes() == b"someone else" and no_part_files(tmp_path)
 

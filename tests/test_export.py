@@ -106,7 +106,7 @@ def test_refusals(tmp_path, files):
     with pytest.raises(ContainerError, match="damaged"):
         export_file(bad, tmp_path / "bad.npz")
     assert not (tmp_path / "bad.npz").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]
 
 
 def test_cli_exit_codes(tmp_path, files):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path, refuse_existing
 from .errors import UsageError, VidtokError
 from .vtok import VtokReader
 
@@ -59,32 +59,24 @@ def export_file(
     fmt = FORMATS.get(dst.suffix.lower())
     if fmt is None:
         raise UsageError(f"{dst}: the output must end in .safetensors or .npz")
-    if dst.exists() and not force:
-        raise VidtokError(f"{dst} exists; pass --force to overwrite it")
     if dst.is_dir():
         raise VidtokError(f"{dst} is a directory")
-    if not dst.parent.is_dir():
-        raise VidtokError(f"cannot write {dst}: directory {dst.parent} does not exist")
+    refuse_existing(dst, force, VidtokError)
     reader = VtokReader(src)
     arrays = stream_arrays(reader)
     header = json.dumps(reader.header, sort_keys=True)
     version = ".".join(map(str, reader.version))
-    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.part")
     try:
-        if fmt == "safetensors":
-            from safetensors.numpy import save_file
+        with atomic_path(dst, force=force, error=VidtokError) as tmp:
+            if fmt == "safetensors":
+                from safetensors.numpy import save_file
 
-            save_file(arrays, str(tmp), metadata={"header": header, "format": f"vtok {version}"})
-        else:
-            with open(tmp, "wb") as f:
-                np.savez(f, header=np.array(header), **arrays)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
+                save_file(arrays, str(tmp), metadata={"header": header, "format": f"vtok {version}"})
+            else:
+                with open(tmp, "wb") as f:
+                    np.savez(f, header=np.array(header), **arrays)
     except OSError as e:
         raise VidtokError(f"cannot write {dst}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return {
         "input": str(src),
         "output": str(dst),

@@ -15,10 +15,10 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text
 from .checkpoints import sha256_file
 from .errors import CheckpointError, WeightsUnavailableError
 
@@ -266,18 +266,9 @@ def _read_index() -> dict[str, dict[str, Any]]:
 
 
 def _write_index(entries: dict[str, dict[str, Any]]) -> None:
-    """Replace the index atomically (a temporary file renamed over it); failures are ignored."""
-    target = index_path()
+    """Replace the index atomically; failures are ignored."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".weights-index.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entries, f, indent=1, sort_keys=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(index_path(), json.dumps(entries, indent=1, sort_keys=True), force=True, make_parents=True)
     except OSError:
         pass  # the index is a convenience: an unwritable cache must not fail the command
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..atomic import commit, discard, refuse_existing, temp_path
 from .format import (
     CRC,
     END_MAGIC,
@@ -52,28 +52,16 @@ class VtokWriter:
         self.force = force
         self.header = validate_header(header)
         self.streams: list[Stream] = parse_streams(self.header["streams"])
-        if self.path.exists() and not force:
-            raise ContainerError(f"{self.path} already exists; pass --force to overwrite it")
         if self.path.is_dir():
             raise ContainerError(f"{self.path} is a directory")
-        parent = self.path.parent
-        if not parent.is_dir():
-            raise ContainerError(f"cannot write {self.path}: directory {parent} does not exist")
-        self._tmp: Path | None = None
-        self._file: BinaryIO | None = None
-        for _ in range(100):
-            tmp = parent / f".{self.path.name}.{secrets.token_hex(4)}.part"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
-            self._tmp = tmp
-            self._file = os.fdopen(fd, "wb")
-            break
-        else:  # pragma: no cover
-            raise ContainerError(f"cannot create a temporary file next to {self.path}")
+        refuse_existing(self.path, force, ContainerError)
+        if not self.path.parent.is_dir():
+            raise ContainerError(f"cannot write {self.path}: directory {self.path.parent} does not exist")
+        self._tmp: Path | None = temp_path(self.path)
+        try:
+            self._file: BinaryIO | None = open(self._tmp, "xb")  # noqa: SIM115 - closed by close()/abort()
+        except OSError as e:
+            raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._closed = False
         self._index: list[list[Any]] = []
         self._offset = 0
@@ -273,39 +261,17 @@ class VtokWriter:
             self._write(_record_bytes(RecordType.END, 0, meta, dump_json(self._index)))
             self._write(TRAILER.pack(footer_offset, END_MAGIC))
             assert self._file is not None and self._tmp is not None
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
-            self._publish()
+            tmp, self._tmp = self._tmp, None
+            try:
+                commit(tmp, self.path, force=self.force, error=ContainerError)
+            except OSError as e:
+                raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
         except BaseException:
             self.abort()
             raise
         self._closed = True
-
-    def _publish(self) -> None:
-        assert self._tmp is not None
-        try:
-            if self.force:
-                os.replace(self._tmp, self.path)
-            else:
-                try:
-                    os.link(self._tmp, self.path)  # fails if the output appeared meanwhile
-                except FileExistsError:
-                    raise ContainerError(
-                        f"{self.path} already exists; pass --force to overwrite it"
-                    ) from None
-                except OSError:  # no hard links on this file system
-                    if self.path.exists():
-                        raise ContainerError(
-                            f"{self.path} already exists; pass --force to overwrite it"
-                        ) from None
-                    os.replace(self._tmp, self.path)
-                else:
-                    os.unlink(self._tmp)
-        except OSError as e:
-            raise ContainerError(f"cannot write {self.path}: {e.strerror or e}") from None
-        self._tmp = None
 
     def abort(self) -> None:
         """Stop writing and delete the temporary file; no output is left."""
@@ -318,7 +284,4 @@ class VtokWriter:
                 pass
         tmp, self._tmp = getattr(self, "_tmp", None), None
         if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            discard(tmp)
