@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import hub, video, vtok
+from .atomic import refuse_existing
 from .errors import UsageError, VidtokError
 from .runtime import compute_dtype, precision_name
 
@@ -66,8 +67,7 @@ def encode_file(
 
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    if dst.exists() and not force:
-        raise VidtokError(f"{dst} exists; pass --force to overwrite it")
+    refuse_existing(dst, force, VidtokError)
     if crop and not size:
         raise UsageError("--crop needs --size")
     if latent_dtype not in ("float16", "bfloat16", "float32"):
@@ -352,8 +352,8 @@ def decode_file(
     src, dst = Path(src), Path(dst)
     if fmt not in ("mp4", "png"):
         raise UsageError(f"unknown output format {fmt!r} (mp4 or png)")
-    if fmt == "mp4" and dst.exists() and not force:
-        raise VidtokError(f"{dst} exists; pass --force to overwrite it")
+    if fmt == "mp4":
+        refuse_existing(dst, force, VidtokError)
     reader = vtok.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)

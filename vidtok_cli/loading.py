@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoints, families, hub, zoo
 from ._version import __version__
+from .atomic import refuse_existing
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -392,8 +393,7 @@ def convert_checkpoint(
     its sha256, so ``load_model(dst)`` needs nothing else. Returns ``dst``.
     """
     src_path, dst_path = Path(src), Path(dst)
-    if dst_path.exists() and not force:
-        raise VidtokError(f"{dst_path} exists; pass --force to overwrite it")
+    refuse_existing(dst_path, force, VidtokError)
     if dst_path.suffix.lower() != ".safetensors":
         raise UsageError(f"the output must end in .safetensors: {dst_path}")
     if not src_path.is_file():

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import refuse_existing
 from ..errors import UsageError, VidtokError
 
 __all__ = [
@@ -430,8 +431,7 @@ def plot_rd(
             "(or `pip install matplotlib`)"
         ) from None
     out = Path(path)
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    refuse_existing(out, force, UsageError)
     if not out.parent.is_dir():
         raise UsageError(f"{out}: directory {out.parent} does not exist")
     metrics = [m for m in rd.get("metrics", ()) if m in HIGHER_IS_BETTER]

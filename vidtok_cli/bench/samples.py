@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..atomic import refuse_existing
 from ..errors import UsageError
 from .config import BenchConfig
 
@@ -23,8 +24,7 @@ class _Samples:
         self.mp4 = folder / f"{stem}_compare.mp4"
         self.png = folder / f"{stem}_grid.png"
         for p in (self.mp4, self.png):
-            if p.exists() and not cfg.force:
-                raise UsageError(f"{p} exists; pass --force to overwrite it")
+            refuse_existing(p, cfg.force, UsageError)
         k = max(1, cfg.grid_frames)
         total = max(1, plan_frames)
         self.targets = sorted({round(i * (total - 1) / max(1, k - 1)) for i in range(k)}) if k > 1 else [0]

@@ -92,6 +92,7 @@ def bench_cmd(
 
     Ctrl-C stops early and prints (and writes) the results gathered so far.
     """
+    from ..atomic import refuse_existing
     from ..bench import BENCH_METRICS, BenchConfig, IdentityModel, collect_videos, run_bench
     from ..loading import load_model
     from ..runtime import resolve_device
@@ -121,8 +122,7 @@ def bench_cmd(
     for out in (
         p for p in (None if json_out in (None, "-") else Path(json_out), csv_out, plot) if p is not None
     ):
-        if out.exists() and not force:
-            raise UsageError(f"{out} exists; pass --force to overwrite it")
+        refuse_existing(out, force, UsageError)
     wanted = tuple(m.strip().lower() for m in metrics.split(",") if m.strip()) if metrics else BENCH_METRICS
     cfg = BenchConfig(
         protocol=protocol,
