@@ -404,7 +404,7 @@ def test_long_video_is_one_long_clip(tiny_model, carphone):
 
 def test_long_video_reconstruction_is_the_streaming_decoders(carphone):
     """The long-video protocol scores what stream.encode_frames/decode_chunks reconstruct."""
-    from vidtok_cli.bench.clips import _from_model, _prepare
+    from vidtok_cli.frames import frames_to_unit, model_to_unit
     from vidtok_cli.loading import load_model
     from vidtok_cli.metrics import psnr
     from vidtok_cli.stream import decode_chunks, encode_frames
@@ -415,11 +415,11 @@ def test_long_video_reconstruction_is_the_streaming_decoders(carphone):
     scored = [v for c in r.clips for v in c["per_frame"]["psnr"]]
     assert len(scored) == r.overall["frames_scored"] == 113  # 120 frames truncated to 1 + 16k
 
-    gt = _prepare(list(video.iter_frames(carphone))[:113], cfg, torch.device("cpu"))
+    gt = frames_to_unit(list(video.iter_frames(carphone))[:113], torch.device("cpu"), cfg.size, cfg.crop)
     frames = (gt * 255).permute(0, 2, 3, 1).numpy()
     pieces = list(decode_chunks(trivial, encode_frames(trivial, frames, 16), as_tensors=True))
     assert [first for first, _ in pieces][0] == 0
-    rec = _from_model(torch.cat([y for _, y in pieces], dim=2))
+    rec = model_to_unit(torch.cat([y for _, y in pieces], dim=2))
     assert np.allclose(scored, psnr(gt, rec).numpy(), atol=1e-4)
     assert r.model["family"] == "trivial" and r.overall["bpp"] > 0 and "tokens" not in r.overall
 

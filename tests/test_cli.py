@@ -38,7 +38,7 @@ def test_cli_package_import_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split(" [")[0] == "False False False"
-    assert "['bench', 'convert', 'decode', 'encode', 'info', 'models', 'train']" in proc.stdout
+    assert "['bench', 'convert', 'decode', 'encode', 'export', 'info', 'models', 'train']" in proc.stdout
 
 
 def test_console_script_installed():
