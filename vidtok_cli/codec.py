@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import numpy as np
 
 from . import hub, video, vtok
 from .atomic import refuse_existing
+from .dtypes import parse_latent_dtype
 from .errors import UsageError, VidtokError
 from .runtime import compute_dtype, precision_name
 
@@ -62,137 +63,66 @@ def encode_file(
     decoding cross-fades. ``precision``: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``fp32``,
     ``bf16`` or ``fp16`` (see ``runtime``).
     """
-    from .frames import resize_frame
-    from .stream import encode_frames
-
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     refuse_existing(dst, force, VidtokError)
     if crop and not size:
         raise UsageError("--crop needs --size")
-    if latent_dtype not in ("float16", "bfloat16", "float32"):
-        raise UsageError(f"unknown latent dtype {latent_dtype!r}")
-    if chunk_frames < 1:
-        raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
+    latent_dtype = parse_latent_dtype(latent_dtype)
     m = _resolve_model(model, device)
+    _check_stream_options(m, chunk_frames, segment_frames, clip_overlap, tile, tile_overlap)
     amp = compute_dtype(precision, m.device)
-    layout = m.frame_layout
-    from .stream import check_clip_overlap, check_segment_frames, check_tile
-
-    check_segment_frames(segment_frames, m)
-    check_clip_overlap(clip_overlap, m)
-    if clip_overlap and segment_frames:
-        raise UsageError("--clip-overlap and --segment-frames cannot be combined")
-    check_tile(tile, tile_overlap, layout.spatial_factor)
     info = video.probe(src)
     out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
-    frames = video.iter_frames(src, fps=fps, start=start, duration=duration, max_frames=max_frames)
-    first = next(frames, None)
-    if first is None:
-        raise video.VideoError(f"{src}: no frames to encode")
-    first = resize_frame(first, size, crop)
-    height, width = first.shape[:2]
-    sf = layout.spatial_factor
-    pad_h, pad_w = (-height) % sf, (-width) % sf
-
-    def padded() -> Iterator[np.ndarray]:
-        count = 0
-        for f in _chain(first, frames):
-            f = resize_frame(f, size, crop) if count else f
-            if pad_h or pad_w:
-                f = np.pad(f, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-            count += 1
-            if progress is not None:
-                progress(count)
-            yield f
-        stats["frames"] = count
-
-    stats: dict[str, Any] = {}
+    window = {"fps": fps, "start": start, "duration": duration, "max_frames": max_frames}
+    source = _Source(src, window, size, crop, m.frame_layout.spatial_factor, progress)
     audio_info, audio_packets = (None, iter(()))
     if audio and info.has_audio:
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
-    specs = m.latent_specs
-    mode = "tokens" if all(spec.discrete for spec in specs.values()) else "latent"
-    card = m.card or {}
-    header = vtok.make_header(
-        model_card=str(card.get("name", "unknown")),
-        weights_sha256=m.weights_sha256,
-        family=m.family,
-        streams=_header_streams(specs, height + pad_h, width + pad_w, latent_dtype),
-        temporal_factor=layout.temporal_factor,
-        spatial_factor=sf,
-        width=width,
-        height=height,
-        fps=out_fps,
-        pad=(0, pad_h, 0, pad_w),
-        frames_per_record=chunk_frames,
-        segment_frames=segment_frames,
-        clip_overlap=clip_overlap,
-        audio=None if audio_info is None else _audio_header(audio_info),
-        weights_reference=str(card.get("weights_reference", "")),
-        causal=layout.causal,
-        source_file=src.name,
-        **({"weights_file": os.path.abspath(m.weights_path)} if m.weights_path is not None else {}),
+    audio_header = None if audio_info is None else _audio_header(audio_info)
+    header = _encode_header(
+        m, source, out_fps, latent_dtype, chunk_frames, segment_frames, clip_overlap, audio_header
     )
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
-        n_tokens = 0
+        from .stream import encode_frames
+
         chunks = encode_frames(
-            m, padded(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
+            m, source.frames(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
             tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp,
         )  # fmt: skip
-        for chunk in chunks:
-            if chunk.segment_start and segment_frames:
-                writer.mark_segment(chunk.first_frame, chunk.first_latent)
-            arrays = {name: chunk.latents[name].numpy() for name in specs}
-            writer.write_chunk(arrays, chunk.first_frame, chunk.end_frame, chunk.first_latent)
-            n_tokens += sum(arrays[name].size for name, spec in specs.items() if spec.discrete)
-        n = stats["frames"]
+        n_tokens = _write_chunks(writer, m.latent_specs, chunks, bool(segment_frames))
+        n = source.count
         if audio_info is not None:  # the audio of the encoded frames only (--max-frames)
-            span = video.audio_span(audio_packets, audio_info.time_base, 0, Fraction(n) / out_fps)
-            for packet in span:
+            for packet in video.audio_span(audio_packets, audio_info.time_base, 0, Fraction(n) / out_fps):
                 writer.write_audio(packet.data, packet.pts, packet.dts, packet.duration)
-        from .stream import native_frame_count
-
-        padded_count = n if segment_frames else native_frame_count(n, m)
+        padded_count = n if segment_frames else m.frame_layout.native_frames(n)
         writer.close(
             header_updates={"source": {"frame_count": n}, "padding": {"frames_padded": padded_count - n}}
         )
     size_bytes = dst.stat().st_size
     elapsed = time.perf_counter() - t0
-    pixels = n * width * height
     quality: dict[str, Any] = {}
     if psnr:
         try:
-            source = (
-                resize_frame(f, size, crop)
-                for f in video.iter_frames(
-                    src, fps=fps, start=start, duration=duration, max_frames=max_frames
-                )
-            )
-            values = [
-                frame_psnr(a, b)
-                for block in _decoded_blocks(vtok.VtokReader(dst), m, 0, n, tile, tile_overlap, amp)
-                for a, b in zip(block, source, strict=False)
-            ]
+            quality = _file_psnr(dst, m, source.fresh(), n, tile, tile_overlap, amp)
         except BaseException:
             dst.unlink(missing_ok=True)
             raise
-        quality = {"psnr": float(np.mean(values)), "psnr_min": float(np.min(values))}
     return {
         "input": str(src),
         "output": str(dst),
         "model": header["model"]["card"],
-        "mode": mode,
-        "streams": list(specs),
+        "mode": "tokens" if all(spec.discrete for spec in m.latent_specs.values()) else "latent",
+        "streams": list(m.latent_specs),
         "frames": n,
-        "width": width,
-        "height": height,
+        "width": source.width,
+        "height": source.height,
         "fps": float(out_fps),
         "duration_s": n / float(out_fps),
         "file_bytes": size_bytes,
-        "bits_per_pixel": 8 * size_bytes / pixels,
+        "bits_per_pixel": 8 * size_bytes / (n * source.width * source.height),
         "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
         "compression_ratio_vs_source": src.stat().st_size / size_bytes,
         "precision": precision_name(amp),
@@ -200,6 +130,117 @@ def encode_file(
         "frames_per_second": n / elapsed,
         **quality,
     }
+
+
+def _check_stream_options(
+    m: Any, chunk_frames: int, segment_frames: int | None, clip_overlap: int, tile: int | None,
+    tile_overlap: int | None,
+) -> None:  # fmt: skip
+    """Usage errors for streaming options this model cannot honour (before any output exists)."""
+    from .stream import check_clip_overlap, check_segment_frames, check_tile
+
+    if chunk_frames < 1:
+        raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
+    check_segment_frames(segment_frames, m)
+    check_clip_overlap(clip_overlap, m)
+    if clip_overlap and segment_frames:
+        raise UsageError("--clip-overlap and --segment-frames cannot be combined")
+    check_tile(tile, tile_overlap, m.frame_layout.spatial_factor)
+
+
+class _Source:
+    """The input's frames as the model takes them: resized/cropped, edge-padded to the spatial factor.
+
+    The first frame is read at once (its size decides the header); ``frames()`` streams all of them and
+    counts them in ``count``; ``fresh()`` reads the resized frames again (for ``--psnr``).
+    """
+
+    def __init__(
+        self, src: Path, window: dict[str, Any], size: int | None, crop: bool, factor: int,
+        progress: Progress | None,
+    ) -> None:  # fmt: skip
+        from .frames import resize_frame
+
+        self.src, self.window, self.size, self.crop, self.progress = src, window, size, crop, progress
+        self._iter = video.iter_frames(src, **window)
+        first = next(self._iter, None)
+        if first is None:
+            raise video.VideoError(f"{src}: no frames to encode")
+        self._first = resize_frame(first, size, crop)
+        self.height, self.width = self._first.shape[:2]
+        self.pad_h, self.pad_w = (-self.height) % factor, (-self.width) % factor
+        self.count = 0
+
+    def fresh(self) -> Iterator[np.ndarray]:
+        from .frames import resize_frame
+
+        return (resize_frame(f, self.size, self.crop) for f in video.iter_frames(self.src, **self.window))
+
+    def frames(self) -> Iterator[np.ndarray]:
+        from .frames import resize_frame
+
+        for i, f in enumerate(_chain(self._first, self._iter)):
+            f = resize_frame(f, self.size, self.crop) if i else f
+            if self.pad_h or self.pad_w:
+                f = np.pad(f, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
+            self.count = i + 1
+            if self.progress is not None:
+                self.progress(self.count)
+            yield f
+
+
+def _encode_header(
+    m: Any, source: _Source, fps: Fraction, latent_dtype: str, chunk_frames: int, segment_frames: int | None,
+    clip_overlap: int, audio: dict[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The .vtok header of an encoding (the frame count is filled in when the last frame was read)."""
+    layout, card = m.frame_layout, m.card or {}
+    h, w = source.height + source.pad_h, source.width + source.pad_w
+    return vtok.make_header(
+        model_card=str(card.get("name", "unknown")),
+        weights_sha256=m.weights_sha256,
+        family=m.family,
+        streams=_header_streams(m.latent_specs, h, w, latent_dtype),
+        temporal_factor=layout.temporal_factor,
+        spatial_factor=layout.spatial_factor,
+        width=source.width,
+        height=source.height,
+        fps=fps,
+        pad=(0, source.pad_h, 0, source.pad_w),
+        frames_per_record=chunk_frames,
+        segment_frames=segment_frames,
+        clip_overlap=clip_overlap,
+        audio=audio,
+        weights_reference=str(card.get("weights_reference", "")),
+        causal=layout.causal,
+        source_file=source.src.name,
+        **({"weights_file": os.path.abspath(m.weights_path)} if m.weights_path is not None else {}),
+    )
+
+
+def _write_chunks(writer: vtok.VtokWriter, specs: Any, chunks: Iterable[Any], segments: bool) -> int:
+    """Writes every encoded chunk (all its streams); returns the number of tokens of discrete streams."""
+    n_tokens = 0
+    for chunk in chunks:
+        if chunk.segment_start and segments:
+            writer.mark_segment(chunk.first_frame, chunk.first_latent)
+        arrays = {name: chunk.latents[name].numpy() for name in specs}
+        writer.write_chunk(arrays, chunk.first_frame, chunk.end_frame, chunk.first_latent)
+        n_tokens += sum(arrays[name].size for name, spec in specs.items() if spec.discrete)
+    return n_tokens
+
+
+def _file_psnr(
+    dst: Path, m: Any, source: Iterator[np.ndarray], n: int, tile: int | None, tile_overlap: int | None,
+    amp: Any,
+) -> dict[str, float]:  # fmt: skip
+    """``psnr`` and ``psnr_min`` (8-bit, dB) of a written file's decoded frames against the input frames."""
+    values = [
+        frame_psnr(a, b)
+        for block in _decoded_blocks(vtok.VtokReader(dst), m, 0, n, tile, tile_overlap, amp)
+        for a, b in zip(block, source, strict=False)
+    ]
+    return {"psnr": float(np.mean(values)), "psnr_min": float(np.min(values))}
 
 
 def _header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> list[dict[str, Any]]:
