@@ -201,3 +201,30 @@ def test_offline_without_cached_weights_is_one_clear_line(isolated):
     msg = str(e.value)
     assert "\n" not in msg
     assert "vidtok-kl-causal-488-4chn" in msg and "checkpoints/vidtok_kl_causal_488_4chn.ckpt" in msg
+
+
+def test_keys_outside_the_family_are_reported_not_dropped_silently(tmp_path):
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    from vidtok_cli.loading import DroppedKeysWarning
+
+    conv = convert_checkpoint(CKPT, tmp_path / "tiny.safetensors", config=fixture_config(NAME))
+    state = load_file(conv)
+    meta = read_safetensors_metadata(conv)
+    # training-only keys of official checkpoints are dropped on purpose, without a warning
+    save_file({**state, "loss.logvar": torch.zeros(1)}, tmp_path / "train.safetensors", metadata=meta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(tmp_path / "train.safetensors")
+    # anything else is reported, naming the modules that were not loaded
+    extra = {**state, "extra_head.weight": torch.zeros(2), "extra_head.bias": torch.zeros(2)}
+    save_file(extra, tmp_path / "extra.safetensors", metadata=meta)
+    with pytest.warns(DroppedKeysWarning, match=r"2 tensors outside the vidtok model.*extra_head"):
+        model = load_model(tmp_path / "extra.safetensors")
+    assert model.family == "vidtok"
+    # a file without any of the family's keys is an error naming what it holds
+    save_file({"extra_head.weight": torch.zeros(2)}, tmp_path / "none.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match="no vidtok weights.*extra_head"):
+        load_model(tmp_path / "none.safetensors")

@@ -10,7 +10,7 @@ from vidtok_cli.arch import VidTokConfig, build_model
 from vidtok_cli.errors import UsageError
 from vidtok_cli.families.vidtok import VidTokTokenizer
 from vidtok_cli.frames import frames_to_tensor
-from vidtok_cli.stream import Tiling, decode_chunks, encode_frames, native_frame_count, tile_spans
+from vidtok_cli.stream import Tiling, decode_chunks, encode_frames, tile_spans
 
 
 def _model(**kw):
@@ -74,7 +74,7 @@ def test_chunked_decode_equals_whole_clip(kl, frames):
 
 
 def test_end_padding_to_a_native_length(kl, frames):
-    assert [native_frame_count(n, kl) for n in (0, 1, 2, 5, 6, 17)] == [0, 1, 5, 5, 9, 17]
+    assert [kl.frame_layout.native_frames(n) for n in (0, 1, 2, 5, 6, 17)] == [0, 1, 5, 5, 9, 17]
     chunks = list(encode_frames(kl, iter(frames[:10]), chunk_frames=4))
     assert chunks[-1].end_frame == 13 and _cat(chunks).shape[1] == 4
 

@@ -64,11 +64,6 @@ def _steps(model: Tokenizer, latents: Mapping[str, torch.Tensor], batched: bool)
     return 0
 
 
-def native_frame_count(n: int, model: Tokenizer) -> int:
-    """The padded frame count the model needs for ``n`` frames."""
-    return model.frame_layout.native_frames(n)
-
-
 def check_segment_frames(segment_frames: int | None, model: Tokenizer) -> None:
     if segment_frames is None:
         return

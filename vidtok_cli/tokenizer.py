@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -47,14 +47,6 @@ class FrameLayout:
             tdf = self.temporal_factor
             return 1 + -(-(n - 1) // tdf) * tdf
         return -(-n // self.clip_frames) * self.clip_frames
-
-    def latent_steps(self, frames: int) -> int:
-        """Latent steps for a native number of frames."""
-        if frames <= 0:
-            return 0
-        if self.causal:
-            return 1 + (frames - 1) // self.temporal_factor
-        return frames // self.temporal_factor
 
     def latent_frames(self, first_step: int, end_step: int) -> tuple[int, int]:
         """The frames ``[a, b)`` of a stream (or clip sequence) that latent steps ``[first, end)`` cover."""
@@ -134,7 +126,7 @@ class LatentSpec:
 
 @dataclass
 class Encoded:
-    """What ``Tokenizer.encode`` returns: ``latents`` by stream name, plus family extras.
+    """What ``Tokenizer.encode`` returns: ``latents`` by stream name, plus what tiling and training need.
 
     ``moments``: the raw encoder output where the family has one (KL: mean and log-variance; FSQ: the
     pre-quantisation latent), used for tile blending and training. ``decoder_input``: what the decoder
@@ -145,7 +137,6 @@ class Encoded:
     latents: dict[str, Tensor]
     moments: Tensor | None = None
     decoder_input: Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latent(self) -> Tensor:

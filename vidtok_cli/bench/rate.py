@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,11 +54,6 @@ class _Rate:
             return int(idx.size)
         writer.write_chunk({"latent": latent[0].float().cpu().numpy()}, f0, f1, l0)
         return 0
-
-    def ideal_bits(self, n_tokens: int) -> float | None:
-        if self.s.mode != "tokens" or self.s.levels is None:
-            return None
-        return n_tokens * math.log2(math.prod(self.s.levels))
 
     @staticmethod
     def finish(writer: Any, frames: int) -> int:

@@ -40,7 +40,6 @@ class _Speed:
         self.enc_s = self.dec_s = 0.0
         self.frames = 0
         self.timed = 0
-        self.warmup_frames = 0
         self.seen = 0
         self.peak = 0
         self.peak_above_baseline = 0
