@@ -6,7 +6,7 @@ entropy/commitment), ``discriminator`` (2-D and 3-D PatchGAN), ``config`` (``Tra
 option with its flags and help, from which ``vidtok train`` is built; the learning-rate schedule),
 ``setup`` (the model a run starts from and its preparation), ``trivial_init`` (``--init trivial``),
 ``ema``, ``run_dir`` (run directories, checkpoints, saved state, model card), ``distributed`` (torchrun
-process group and collectives), ``progress`` (terminal display) and ``trainer`` (the loop: AdamW with
+process group and collectives), ``progress`` (terminal display), ``run_log`` (log.jsonl, TensorBoard) and ``trainer`` (the loop: AdamW with
 warm-up and cosine decay, accumulation, clipping, EMA, bf16 autocast on CUDA, TF32 on CUDA during the run
 only, DDP under torchrun, atomic checkpoints, exact resume, JSON-lines logs, validation PSNR/SSIM).
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import random
 import sys
@@ -54,7 +53,7 @@ from torch import Tensor, nn
 from .. import checkpoints, runtime
 from .._version import __version__
 from ..arch.config import VidTokConfig
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError
 from ..tokenizer import state_dict_sha256
 from . import data as datamod
 from . import distributed, run_dir, setup
@@ -62,6 +61,7 @@ from .config import TrainConfig, lr_factor
 from .ema import EMA
 from .losses import VidTokLoss
 from .progress import Progress, val_text
+from .run_log import RunLog
 
 __all__ = ["Trainer", "cuda_training_math", "resume_config", "train"]
 
@@ -109,8 +109,7 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
         self.sampler.start_at(self.step * self.cfg.grad_accum * self.cfg.batch_size)
-        self._tb: Any = None
-        self._log_fh: Any = None
+        self.log = RunLog()
 
     # ------------------------------------------------------------------ setup steps
     def _setup_device(self, cfg: TrainConfig) -> None:
@@ -337,38 +336,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _open_logs(self) -> None:
-        if not self.dist.main:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        log = self.out / run_dir.LOG_NAME
-        if self.resume_dir is not None and log.is_file():
-            run_dir.trim_log(log, self.step)
-        self._log_fh = open(log, "a", buffering=1)  # noqa: SIM115 - closed in run()
-        (self.out / "train_config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-        if self.cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise UsageError(
-                    "--tensorboard needs the tensorboard package (pip install tensorboard)"
-                ) from e
-            self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1)
-
-    def _close_logs(self) -> None:
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
-        if self._tb is not None:
-            self._tb.close()
+        if self.dist.main:
+            self.log.open(
+                self.out, self.cfg.to_dict(), self.step, self.resume_dir is not None, self.cfg.tensorboard
+            )
 
     def _write(self, rec: dict[str, Any]) -> None:
-        if self._log_fh is not None:
-            self._log_fh.write(json.dumps(rec) + "\n")
-        if self._tb is not None and "step" in rec:
-            prefix = "val/" if rec.get("event") == "val" else "train/"
-            for k, v in rec.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self._tb.add_scalar(prefix + k, v, rec["step"])
+        self.log.write(rec)
 
     def _flush_train_log(
         self, acc: dict[str, list[Tensor]], n_steps: int, elapsed: float, wait: float
@@ -569,7 +543,7 @@ class Trainer:
             self._write_end(ckpt, steps_per_s)
         finally:
             del batches
-            self._close_logs()
+            self.log.close()
             if self.dist.active:
                 self._shutdown_distributed()
         return self._summary(ckpt, last_rec, steps_per_s)
