@@ -230,7 +230,6 @@ class VidTokModel(nn.Module):
             FSQ(cfg.fsq_levels) if cfg.regularizer == "fsq" else DiagonalGaussian()
         )
         assign_cache_keys(self)
-        self.card = None  # set by the loader: the zoo card or metadata the weights came from
 
     # ------------------------------------------------------------------ properties
     @property
