@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, UsageError
-from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
+from ..errors import ConfigError
+from ..tokenizer import FrameLayout, LatentSpec
 from . import Family
+from .autoencoder import SingleStreamTokenizer
 
 if TYPE_CHECKING:
-    from torch import Tensor, nn
+    from torch import nn
 
 NAME = "trivial"
 
@@ -45,7 +46,7 @@ def _build(cfg: TrivialConfig) -> nn.Module:
     return TrivialCodec()
 
 
-class TrivialTokenizer(ModuleTokenizer):
+class TrivialTokenizer(SingleStreamTokenizer):
     """The trivial codec as a `Tokenizer`: a causal 4x8x8 stream of 3-channel latents."""
 
     family = NAME
@@ -64,32 +65,6 @@ class TrivialTokenizer(ModuleTokenizer):
     @property
     def latent_specs(self) -> dict[str, LatentSpec]:
         return {"latent": LatentSpec("latent", "continuous", 3, time_axis=1, spatial_factor=8)}
-
-    @staticmethod
-    def _latent(latents: Mapping[str, Tensor] | Tensor, only: str | None = None) -> Tensor:
-        if only is not None:
-            raise UsageError(f"--only {only}: the trivial codec has a single latent stream")
-        return latents["latent"] if isinstance(latents, Mapping) else latents
-
-    def encode(self, x: Tensor) -> Encoded:
-        out = self._module.encode(x)
-        return Encoded({"latent": out.latent}, out.moments)
-
-    def encode_chunk(self, x: Tensor, state: Any = None) -> tuple[Encoded, Any]:
-        out, state = self._module.encode_chunk(x, state)
-        return Encoded({"latent": out.latent}, out.moments), state
-
-    def blend_encoded(self, moments: Tensor) -> Encoded:
-        out = self._module.regularize(moments)
-        return Encoded({"latent": out.latent}, out.moments)
-
-    def decode(self, latents: Mapping[str, Tensor] | Tensor, only: str | None = None) -> Tensor:
-        return self._module.decode(self._latent(latents, only))
-
-    def decode_chunk(
-        self, latents: Mapping[str, Tensor] | Tensor, state: Any = None, final: bool = False
-    ) -> tuple[Tensor, Any]:
-        return self._module.decode_chunk(self._latent(latents), state, final=final)
 
 
 FAMILY = Family(

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..arch.config import ArchConfigError, VidTokConfig
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError
 from ..official_config import resolve_interpolations
-from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
+from ..tokenizer import FrameLayout, LatentSpec
 from . import Family
+from .autoencoder import SingleStreamTokenizer
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor
 
     from ..arch.vidtok import VidTokModel
@@ -74,7 +74,7 @@ def _build(cfg: VidTokConfig) -> VidTokModel:
     return build_model(cfg)
 
 
-class VidTokTokenizer(ModuleTokenizer):
+class VidTokTokenizer(SingleStreamTokenizer):
     """A loaded VidTok model as a `Tokenizer` (see the module doc)."""
 
     family = "vidtok"
@@ -100,54 +100,9 @@ class VidTokTokenizer(ModuleTokenizer):
             )
         return {spec.name: spec}
 
-    def _encoded(self, out: Any) -> Encoded:
-        if out.indices is not None:
-            return Encoded({"tokens": out.indices}, out.moments, out.latent)
-        return Encoded({"latent": out.latent}, out.moments)
-
-    def encode(self, x: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Encoded:
-        """Encodes a whole clip x (B, 3, T, H, W) in [-1, 1] (KL: the posterior mean unless ``sample``)."""
-        return self._encoded(self._module.encode(x, sample=sample, generator=generator))
-
-    def encode_chunk(
-        self, x: Tensor, state: Any = None, sample: bool = False, generator: torch.Generator | None = None
-    ) -> tuple[Encoded, Any]:
-        """Encodes the next frames of a causal stream; pass the returned state with the next chunk."""
-        out, state = self._module.encode_chunk(x, state, sample=sample, generator=generator)
-        return self._encoded(out), state
-
-    def blend_encoded(self, moments: Tensor) -> Encoded:
-        """The regularizer applied to encoder moments (e.g. blended spatial tiles)."""
-        return self._encoded(self._module.regularize(moments))
-
-    def _decoder_input(self, latents: Mapping[str, Tensor] | Tensor, only: str | None = None) -> Tensor:
-        if only is not None:
-            raise UsageError(f"--only {only}: a VidTok model has a single latent stream")
-        if not isinstance(latents, Mapping):
-            return latents
-        if "tokens" in latents:
-            return self.indices_to_latent(latents["tokens"])
-        if "latent" in latents:
-            return latents["latent"]
-        raise UsageError(f"no 'latent' or 'tokens' stream among {sorted(latents)}")
-
-    def decode(self, latents: Mapping[str, Tensor] | Tensor, only: str | None = None) -> Tensor:
-        """Frames from ``{"latent": z}`` or ``{"tokens": indices}`` (a bare latent tensor also works)."""
-        return self._module.decode(self._decoder_input(latents, only))
-
-    def decode_chunk(
-        self, latents: Mapping[str, Tensor] | Tensor, state: Any = None, final: bool = False
-    ) -> tuple[Tensor, Any]:
-        """Decodes the next latents of a causal stream; ``final`` flushes look-ahead layers."""
-        return self._module.decode_chunk(self._decoder_input(latents), state, final=final)
-
     def decode_indices(self, indices: Tensor) -> Tensor:
         """Decodes FSQ token indices (B, t, h, w) (VidTok convenience)."""
         return self._module.decode_indices(indices)
-
-    def indices_to_latent(self, indices: Tensor) -> Tensor:
-        """The FSQ codes of token indices, in the decoder's dtype."""
-        return self._module.indices_to_latent(indices)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self._module(x)
