@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from .errors import UsageError, VidtokError
 from .runtime import compute_dtype, precision_name
 
 Progress = Callable[[int], None]
+
+FIXED_SIZE_FPS = 30  # the frame rate fixed-size families sample at by default (the official scripts')
 
 
 def _resolve_model(model: Any, device: Any) -> Any:
@@ -71,17 +74,39 @@ def encode_file(
     latent_dtype = parse_latent_dtype(latent_dtype)
     m = _resolve_model(model, device)
     _check_stream_options(m, chunk_frames, segment_frames, clip_overlap, tile, tile_overlap)
+    input_size = m.frame_layout.input_size
+    if input_size is not None and (size or crop):
+        raise UsageError(
+            f"--size/--crop: this model takes {input_size[0]}x{input_size[1]} frames (the short side resized "
+            "and centre-cropped to it); leave them out"
+        )
     amp = compute_dtype(precision, m.device)
+    from .frames import fit_frame, resize_frame
+
     info = video.probe(src)
-    out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
-    window = {"fps": fps, "start": start, "duration": duration, "max_frames": max_frames}
-    source = _Source(src, window, size, crop, m.frame_layout.spatial_factor, progress)
+    window: dict[str, Any] = {"start": start, "duration": duration, "max_frames": max_frames}
+    preprocess = None
+    if input_size is not None:  # fixed-size families: the official sampling, stride round(src_fps / fps)
+        stride = video.official_interval(info.fps, fps or FIXED_SIZE_FPS)
+        out_fps, window["interval"] = info.fps / stride, stride
+        fit: Callable[[np.ndarray], np.ndarray] = partial(fit_frame, size_hw=input_size)
+        preprocess = {
+            "source_size": [info.width, info.height],
+            "source_fps": [info.fps.numerator, info.fps.denominator],
+            "frame_stride": stride,
+            "resize": "short side, bilinear, antialias; centre crop",
+        }
+    else:
+        out_fps = Fraction(fps).limit_denominator(1001) if fps else info.fps
+        window["fps"] = fps
+        fit = partial(resize_frame, size=size, crop=crop)
+    source = _Source(src, window, fit, m.frame_layout.spatial_factor, progress)
     audio_info, audio_packets = (None, iter(()))
     if audio and info.has_audio:
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
     audio_header = None if audio_info is None else _audio_header(audio_info)
     header = _encode_header(
-        m, source, out_fps, latent_dtype, chunk_frames, segment_frames, clip_overlap, audio_header
+        m, source, out_fps, latent_dtype, chunk_frames, segment_frames, clip_overlap, audio_header, preprocess
     )
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
@@ -137,7 +162,7 @@ def _check_stream_options(
     tile_overlap: int | None,
 ) -> None:  # fmt: skip
     """Usage errors for streaming options this model cannot honour (before any output exists)."""
-    from .stream import check_clip_overlap, check_segment_frames, check_tile
+    from .stream import check_clip_overlap, check_fixed_size_tile, check_segment_frames, check_tile
 
     if chunk_frames < 1:
         raise UsageError(f"--chunk-frames must be >= 1, got {chunk_frames}")
@@ -146,41 +171,37 @@ def _check_stream_options(
     if clip_overlap and segment_frames:
         raise UsageError("--clip-overlap and --segment-frames cannot be combined")
     check_tile(tile, tile_overlap, m.frame_layout.spatial_factor)
+    check_fixed_size_tile(tile, m)
 
 
 class _Source:
-    """The input's frames as the model takes them: resized/cropped, edge-padded to the spatial factor.
+    """The input's frames as the model takes them: ``fit`` (resize/crop) applied, edge-padded to the spatial
+    factor.
 
     The first frame is read at once (its size decides the header); ``frames()`` streams all of them and
     counts them in ``count``; ``fresh()`` reads the resized frames again (for ``--psnr``).
     """
 
     def __init__(
-        self, src: Path, window: dict[str, Any], size: int | None, crop: bool, factor: int,
+        self, src: Path, window: dict[str, Any], fit: Callable[[np.ndarray], np.ndarray], factor: int,
         progress: Progress | None,
     ) -> None:  # fmt: skip
-        from .frames import resize_frame
-
-        self.src, self.window, self.size, self.crop, self.progress = src, window, size, crop, progress
+        self.src, self.window, self.fit, self.progress = src, window, fit, progress
         self._iter = video.iter_frames(src, **window)
         first = next(self._iter, None)
         if first is None:
             raise video.VideoError(f"{src}: no frames to encode")
-        self._first = resize_frame(first, size, crop)
+        self._first = fit(first)
         self.height, self.width = self._first.shape[:2]
         self.pad_h, self.pad_w = (-self.height) % factor, (-self.width) % factor
         self.count = 0
 
     def fresh(self) -> Iterator[np.ndarray]:
-        from .frames import resize_frame
-
-        return (resize_frame(f, self.size, self.crop) for f in video.iter_frames(self.src, **self.window))
+        return (self.fit(f) for f in video.iter_frames(self.src, **self.window))
 
     def frames(self) -> Iterator[np.ndarray]:
-        from .frames import resize_frame
-
         for i, f in enumerate(_chain(self._first, self._iter)):
-            f = resize_frame(f, self.size, self.crop) if i else f
+            f = self.fit(f) if i else f
             if self.pad_h or self.pad_w:
                 f = np.pad(f, ((0, self.pad_h), (0, self.pad_w), (0, 0)), mode="edge")
             self.count = i + 1
@@ -191,9 +212,10 @@ class _Source:
 
 def _encode_header(
     m: Any, source: _Source, fps: Fraction, latent_dtype: str, chunk_frames: int, segment_frames: int | None,
-    clip_overlap: int, audio: dict[str, Any] | None,
+    clip_overlap: int, audio: dict[str, Any] | None, preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The .vtok header of an encoding (the frame count is filled in when the last frame was read)."""
+    """The .vtok header of an encoding (the frame count is filled in when the last frame was read);
+    ``preprocess``: how a fixed-size family's frames were sampled and resized from the source."""
     layout, card = m.frame_layout, m.card or {}
     h, w = source.height + source.pad_h, source.width + source.pad_w
     return vtok.make_header(
@@ -215,6 +237,7 @@ def _encode_header(
         causal=layout.causal,
         source_file=source.src.name,
         **({"weights_file": os.path.abspath(m.weights_path)} if m.weights_path is not None else {}),
+        **({"preprocess": preprocess} if preprocess is not None else {}),
     )
 
 
@@ -328,26 +351,48 @@ def _decoded_blocks(
     tile: int | None = None,
     tile_overlap: int | None = None,
     autocast_dtype: Any = None,
+    only: str | None = None,
+    swap: tuple[vtok.VtokReader, tuple[str, ...]] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed."""
+    """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed.
+
+    ``only``: decode this stream group alone. ``swap``: (another open file, stream names): those streams
+    are taken from the other file's chunk of the same place, chunk by chunk.
+    """
     import torch
 
     from .stream import EncodedChunk, decode_chunks
 
     h = reader.header
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
+    other = iter(()) if swap is None else swap[0].iter_chunks(start_frame)
 
     def chunks() -> Iterator[EncodedChunk]:
         for c in reader.iter_chunks(start_frame):
+            latents = dict(c.latents)
+            if swap is not None:
+                o = next(other, None)
+                if o is None:
+                    return
+                if (o.first_frame, o.end_frame, o.first_latent) != (
+                    c.first_frame,
+                    c.end_frame,
+                    c.first_latent,
+                ):
+                    raise VidtokError(
+                        f"{swap[0].path}: its chunk at frame {o.first_frame} does not line up with "
+                        f"{reader.path}'s at frame {c.first_frame}; re-encode both with the same options"
+                    )
+                latents.update({name: o.latents[name] for name in swap[1]})
             yield EncodedChunk(
-                latents={name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in c.latents.items()},
+                latents={name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in latents.items()},
                 first_latent=c.first_latent,
                 first_frame=c.first_frame,
                 end_frame=c.end_frame,
                 segment_start=c.segment_start,
             )
 
-    for first, block in decode_chunks(m, chunks(), autocast_dtype, tile, tile_overlap):
+    for first, block in decode_chunks(m, chunks(), autocast_dtype, tile, tile_overlap, only=only):
         lo, hi = max(start_frame, first), min(end, first + block.shape[0])
         if hi <= lo:
             if first >= end:
@@ -383,39 +428,68 @@ def decode_file(
     tile: int | None = None,
     tile_overlap: int | None = None,
     precision: str = "auto",
+    only: str | None = None,
+    streams_from: tuple[str | os.PathLike[str], str] | None = None,
+    size: str | None = None,
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
     ``tile``/``tile_overlap``: decode overlapping spatial tiles of this many output pixels.
-    ``precision``: as for ``encode_file``.
+    ``precision``: as for ``encode_file``. ``only``: decode one stream group of the model alone
+    (``model.stream_groups``, e.g. VidTwin's ``structure`` or ``dynamics``). ``streams_from``: (another
+    .vtok file of the same model, a stream group): that group's streams are taken from the other file,
+    chunk by chunk (cross-reenactment); when the files hold different numbers of clips the shorter decides
+    and the summary's ``warning`` says so. ``size``: ``"source"`` scales the frames of a fixed-size model
+    back to the source video's width x height (recorded at encode time).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if fmt not in ("mp4", "png"):
         raise UsageError(f"unknown output format {fmt!r} (mp4 or png)")
+    if size is not None and size != "source":
+        raise UsageError(f"--size takes 'source' (the source video's size), not {size!r}")
     if fmt == "mp4":
         refuse_existing(dst, force, VidtokError)
     reader = vtok.VtokReader(src)
     h = reader.header
+    out_wh = _output_size(h, size, src)
     m = _load_for_file(h, weights, device, src)
     amp = compute_dtype(precision, m.device)
-    from .stream import check_tile
+    from .stream import check_fixed_size_tile, check_only, check_tile
 
     check_tile(tile, tile_overlap, m.frame_layout.spatial_factor)
+    check_fixed_size_tile(tile, m)
+    check_only(only, m)
     total = int(h["source"]["frame_count"])
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
+    swap, warning = None, None
+    if streams_from is not None:
+        other_path, group = Path(streams_from[0]), streams_from[1]
+        check_only(group, m, option=f"--{group}-from")
+        if only is not None:
+            raise UsageError(f"--only and --{group}-from cannot be combined")
+        other = vtok.VtokReader(other_path)
+        _check_same_model(h, other.header, m, group, src, other_path)
+        swap = (other, tuple(m.stream_groups[group]))
+        total, warning = _shorter(m, src, total, other_path, int(other.header["source"]["frame_count"]))
     if start_frame < 0 or start_frame >= total:
         raise UsageError(f"--start-frame {start_frame} is outside the file's {total} frames")
     end = total if frames is None else min(total, start_frame + frames)
     fps = Fraction(*h["source"]["fps"])
 
     def wanted() -> Iterator[np.ndarray]:
+        from .frames import resize_frames
+
         done = 0
-        for out in _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap, amp):
+        blocks = _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap, amp, only, swap)
+        for out in blocks:
             done += out.shape[0]
             if progress is not None:
                 progress(done)
-            yield out
+            yield out if out_wh is None else resize_frames(out, out_wh[1], out_wh[0])
+
+    if out_wh is not None:
+        width, height = out_wh
 
     written = 0
     if fmt == "png":
@@ -449,7 +523,56 @@ def decode_file(
         "width": width,
         "height": height,
         "fps": float(fps),
+        **({"only": only} if only is not None else {}),
+        **({f"{streams_from[1]}_from": str(streams_from[0])} if streams_from is not None else {}),
         "precision": precision_name(amp),
         "seconds": elapsed,
         "frames_per_second": written / elapsed if elapsed else None,
+        **({"warning": warning} if warning else {}),
     }
+
+
+def _output_size(header: dict[str, Any], size: str | None, src: Path) -> tuple[int, int] | None:
+    """(width, height) to scale decoded frames to for ``size`` (``"source"``), or None to keep them."""
+    if size is None:
+        return None
+    wh = (header.get("preprocess") or {}).get("source_size")
+    if not (isinstance(wh, list) and len(wh) == 2 and all(type(v) is int and v > 0 for v in wh)):
+        raise UsageError(f"--size source: {src} records no source size (only fixed-size models resize)")
+    return int(wh[0]), int(wh[1])
+
+
+def _check_same_model(
+    h: dict[str, Any], other: dict[str, Any], m: Any, group: str, path: Path, other_path: Path
+) -> None:
+    """VidtokError unless ``other`` (a header) was made by the same model as ``h`` with the same shapes of
+    the streams of ``group``."""
+    mine, theirs = h["model"], other["model"]
+    if (mine.get("sha256"), mine.get("family")) != (theirs.get("sha256"), theirs.get("family")):
+        raise VidtokError(
+            f"{other_path} was made with another model ({theirs.get('card')}, sha256 "
+            f"{str(theirs.get('sha256'))[:12]}...) than {path} ({mine.get('card')}, sha256 "
+            f"{str(mine.get('sha256'))[:12]}...); --{group}-from needs files of the same model"
+        )
+    shapes = {s.name: s.shape for s in vtok.parse_streams(h["streams"])}
+    for s in vtok.parse_streams(other["streams"]):
+        if s.name in m.stream_groups[group] and shapes.get(s.name) != s.shape:
+            raise VidtokError(
+                f"{other_path}: stream {s.name!r} has steps of shape {list(s.shape)}, {path}'s "
+                f"{list(shapes.get(s.name) or [])}; encode both at the same size"
+            )
+
+
+def _shorter(m: Any, path: Path, total: int, other_path: Path, other_total: int) -> tuple[int, str | None]:
+    """The frame count to decode when streams come from another file (the shorter of the two), and a
+    warning when the files hold different numbers of clips."""
+    clip = m.frame_layout.clip_frames
+    clips, other_clips = -(-total // clip), -(-other_total // clip)
+    n = min(total, other_total)
+    if clips == other_clips:
+        return n, None
+    k = min(clips, other_clips)
+    return n, (
+        f"{path.name} holds {clips} clips, {other_path.name} {other_clips}: decoded the first "
+        f"{k} clip{'s' if k != 1 else ''} ({n} frames)"
+    )

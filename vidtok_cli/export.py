@@ -38,10 +38,10 @@ def stream_arrays(reader: VtokReader) -> dict[str, np.ndarray]:
     for s in reader.streams:
         dtype = np.int64 if s.discrete else np.float32
         if parts[s.name]:
-            out[s.name] = np.ascontiguousarray(np.concatenate(parts[s.name], axis=s.time_axis), dtype=dtype)
+            out[s.name] = np.ascontiguousarray(np.concatenate(parts[s.name], axis=s.step_axis), dtype=dtype)
         else:
             out[s.name] = np.zeros(s.chunk_shape(0), dtype=dtype)
-        steps = [a.shape[s.time_axis] for a in parts[s.name]]
+        steps = [a.shape[s.step_axis] for a in parts[s.name]]
         out[f"{s.name}.first_frame"] = np.asarray(first_frames, dtype=np.int64)
         out[f"{s.name}.end_frame"] = np.asarray(end_frames, dtype=np.int64)
         out[f"{s.name}.first_step"] = np.asarray(np.cumsum([0, *steps])[:-1], dtype=np.int64)

@@ -25,12 +25,14 @@ import torch.nn.functional as F
 
 __all__ = [
     "center_crop",
+    "fit_frame",
     "frames_to_tensor",
     "frames_to_unit",
     "model_to_unit",
     "pad_to_multiple",
     "quantize_unit",
     "resize_frame",
+    "resize_frames",
     "resize_short_side",
     "resized_size",
     "tensor_to_frames",
@@ -182,6 +184,39 @@ def resize_frame(frame: np.ndarray, size: int | None, crop: bool = False) -> np.
     if crop:
         x = center_crop(x, size, size)
     return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def cover_short_side(height: int, width: int, size_hw: tuple[int, int]) -> int:
+    """The smallest short-side size at which ``resize_short_side`` makes a ``height x width`` frame cover
+    ``size_hw`` (for a square target, its side)."""
+    h, w = size_hw
+    s = min(h, w)
+    while True:
+        oh, ow = resized_size(height, width, s)
+        if oh >= h and ow >= w:
+            return s
+        s += 1
+
+
+def fit_frame(frame: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """A uint8 ``(H, W, 3)`` frame as a fixed-size model takes it: the short side resized (bilinear,
+    antialias) so that it covers ``size_hw`` = (h, w), then the centre ``h x w`` crop (for a square target:
+    short side ``h``, centre crop, the official evaluation's preprocessing)."""
+    h, w = size_hw
+    s = cover_short_side(frame.shape[0], frame.shape[1], size_hw)
+    x = resize_short_side(torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).float(), s)
+    x = center_crop(x, h, w)
+    return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` frames resized to ``height x width`` (bilinear, antialias when shrinking),
+    as uint8; the frames themselves when they have that size."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    y = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 # --------------------------------------------------------------------------------------------------

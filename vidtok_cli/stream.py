@@ -52,16 +52,37 @@ class EncodedChunk:
         return self.latents.get("tokens")
 
 
-def _per_sample(enc: Encoded) -> dict[str, torch.Tensor]:
-    return {k: (v[0].cpu() if v.dtype == torch.int64 else v[0].float().cpu()) for k, v in enc.latents.items()}
+def _per_sample(model: Tokenizer, enc: Encoded) -> dict[str, torch.Tensor]:
+    """A batch of one as per-sample tensors on the CPU; a clip-level stream keeps its leading axis, which
+    counts its steps (clips)."""
+    specs = model.latent_specs
+    out = {}
+    for k, v in enc.latents.items():
+        v = v if k in specs and specs[k].clip_level else v[0]
+        out[k] = v.cpu() if v.dtype == torch.int64 else v.float().cpu()
+    return out
 
 
 def _steps(model: Tokenizer, latents: Mapping[str, torch.Tensor], batched: bool) -> int:
     """Latent steps held by ``latents`` (each stream's time axis, batch axis included or not)."""
     for name, spec in model.latent_specs.items():
         if name in latents:
-            return int(latents[name].shape[spec.time_axis + int(batched)])
+            return int(latents[name].shape[spec.step_axis(batched)])
     return 0
+
+
+def has_clip_level_streams(model: Tokenizer) -> bool:
+    """Whether any latent stream of the model has no time axis (one step per clip)."""
+    return any(spec.clip_level for spec in model.latent_specs.values())
+
+
+def check_fixed_size_tile(tile: int | None, model: Tokenizer) -> None:
+    """UsageError when ``--tile`` is asked of a model that takes frames of one size or has clip-level
+    streams (a tile would not be a frame the model accepts)."""
+    size = model.frame_layout.input_size
+    if tile is not None and (size is not None or has_clip_level_streams(model)):
+        what = f"frames of {size[0]}x{size[1]}" if size else "whole clips"
+        raise UsageError(f"--tile: this model takes {what}; spatial tiling does not apply")
 
 
 def check_segment_frames(segment_frames: int | None, model: Tokenizer) -> None:
@@ -216,8 +237,14 @@ class ChunkDecoder:
     and blended in pixel space.
     """
 
-    def __init__(self, model: Tokenizer, tile: int | None = None, tile_overlap: int | None = None) -> None:
-        self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
+    def __init__(
+        self,
+        model: Tokenizer,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        only: str | None = None,
+    ) -> None:
+        self.model, self.tile, self.tile_overlap, self.only = model, tile, tile_overlap, only
         self.states: dict[int, object] = {}
 
     def reset(self) -> None:
@@ -231,7 +258,9 @@ class ChunkDecoder:
         if self.model.frame_layout.causal:
             out, self.states[k] = self.model.decode_chunk(z, self.states.get(k), final=final)
             return out
-        return self.model.decode(z)
+        if self.only is not None:
+            return _clips_in_time(self.model.decode(z, only=self.only))
+        return _clips_in_time(self.model.decode(z))
 
     def __call__(self, z: dict[str, torch.Tensor], final: bool = False) -> torch.Tensor:
         f = self.model.frame_layout.spatial_factor
@@ -305,7 +334,7 @@ def encode_frames(
             f0, f1 = (seg_first_frame + f for f in layout.latent_frames(first, seg_latents))
         else:
             f0, f1 = frame_pos - len(chunk), frame_pos
-        yield EncodedChunk(_per_sample(out), latent_count, f0, f1, new_segment)
+        yield EncodedChunk(_per_sample(model, out), latent_count, f0, f1, new_segment)
         latent_count += t
         new_segment = False
 
@@ -376,7 +405,7 @@ def _overlapping_clips(
         ran = True
         with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(frames_to_tensor(clip, device, dtype))
-        c = EncodedChunk(_per_sample(out), latent_count, first, first + clip_frames, True)
+        c = EncodedChunk(_per_sample(model, out), latent_count, first, first + clip_frames, True)
         latent_count += _steps(model, out.latents, batched=True)
         return c
 
@@ -390,14 +419,41 @@ def _overlapping_clips(
         yield run(window + [window[-1]] * (clip_frames - len(window)), start)
 
 
+def check_only(only: str | None, model: Tokenizer, option: str = "--only") -> None:
+    """UsageError (naming the available groups) when ``only`` is not a stream group of this model;
+    ``option`` names the option in the message."""
+    if only is None:
+        return
+    groups = model.stream_groups
+    what = f"{option} {only}" if option == "--only" else option
+    if not groups:
+        raise UsageError(f"{what}: a {model.family} model has no stream groups to decode apart")
+    if only not in groups:
+        raise UsageError(f"{what}: no stream group {only!r} in this model (it has {', '.join(groups)})")
+    if model.frame_layout.causal:
+        raise UsageError(f"{what}: partial decoding needs a non-causal model")
+
+
 def _to_model(
     model: Tokenizer, latents: Mapping[str, torch.Tensor], device: torch.device, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
-    """A chunk's per-sample latents as a batch of one on the model's device (floats in its dtype)."""
+    """A chunk's per-sample latents as a batch on the model's device (floats in its dtype): a batch of one,
+    or for clip-level streams a batch of the chunk's clips."""
+    specs = model.latent_specs
     return {
-        k: v.unsqueeze(0).to(device=device, dtype=None if v.dtype == torch.int64 else dtype)
+        k: (v if k in specs and specs[k].clip_level else v.unsqueeze(0)).to(
+            device=device, dtype=None if v.dtype == torch.int64 else dtype
+        )
         for k, v in latents.items()
     }
+
+
+def _clips_in_time(x: torch.Tensor) -> torch.Tensor:
+    """Decoded clips (N, C, T, H, W) as one sequence (1, C, N*T, H, W)."""
+    if x.shape[0] == 1:
+        return x
+    n, c, t, h, w = x.shape
+    return x.permute(1, 0, 2, 3, 4).reshape(1, c, n * t, h, w)
 
 
 class _ClipFader:
@@ -432,14 +488,17 @@ def decode_chunks(
     tile: int | None = None,
     tile_overlap: int | None = None,
     as_tensors: bool = False,
+    only: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Decodes latent chunks back into (first_frame_index, uint8 frames (T, H, W, 3)) pieces, in order.
 
     Frames are those of the padded sequence; the caller trims padding. ``tile``: see ``encode_frames``.
     ``as_tensors``: yield the decoder's output (1, 3, T, H, W) in [-1, 1] instead (the bench scores it).
+    ``only``: decode only this group of streams (one of ``model.stream_groups``; non-causal models).
     """
+    check_only(only, model)
     device, dtype = model.device, model.dtype
-    decoder = ChunkDecoder(model, tile, tile_overlap)
+    decoder = ChunkDecoder(model, tile, tile_overlap, only)
     fader = _ClipFader()
     next_frame = 0
     last_z: dict[str, torch.Tensor] = {}

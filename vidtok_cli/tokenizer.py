@@ -5,7 +5,8 @@ family's config fields. A family adapts its ``nn.Module`` to it (see ``vidtok_cl
 (the card, the weights file and their sha256) lives on the tokenizer, not on the module.
 
 Conventions: video is (B, C, T, H, W) float in [-1, 1]; latents keep each family's official layout, with
-the time axis given by ``LatentSpec.time_axis``; FSQ and VQ indices are int64.
+the time axis given by ``LatentSpec.time_axis`` (None: a clip-level stream, one step per clip); FSQ and VQ
+indices are int64.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ class LatentSpec:
     ``kind``: ``continuous`` (float values), ``fsq`` (int64 indices of FSQ codes with ``levels``) or ``vq``
     (int64 indices into a codebook of ``codebook_size``). ``channels``: the channel axis of a continuous or
     FSQ-latent stream (None for plain index maps). ``time_axis``: the axis of the per-sample tensor
-    (batch axis removed) that counts latent steps. ``spatial_factor``: the per-step map is the frame size
-    divided by it (None: the step shape is ``fixed_shape``).
+    (batch axis removed) that counts latent steps, or None for a clip-level stream: each clip of a non-causal
+    family is one step, and the step is the whole per-sample tensor (shape ``fixed_shape``); a sequence of
+    such steps stacks them on a new leading axis (in a batch, the batch axis). ``spatial_factor``: the
+    per-step map is the frame size divided by it (None: the step shape is ``fixed_shape``).
     """
 
     name: str
@@ -84,7 +87,7 @@ class LatentSpec:
     channels: int | None = None
     levels: tuple[int, ...] = ()
     codebook_size: int | None = None
-    time_axis: int = 1
+    time_axis: int | None = 1
     spatial_factor: int | None = None
     fixed_shape: tuple[int, ...] | None = None
 
@@ -100,6 +103,20 @@ class LatentSpec:
             object.__setattr__(self, "codebook_size", n)
         if self.kind == "vq" and not self.codebook_size:
             raise ValueError("a vq stream needs its codebook size")
+        if self.time_axis is None and self.fixed_shape is None:
+            raise ValueError("a clip-level stream (time_axis None) needs its fixed_shape")
+
+    @property
+    def clip_level(self) -> bool:
+        """Whether the stream has no time axis (one step per clip, see the class doc)."""
+        return self.time_axis is None
+
+    def step_axis(self, batched: bool) -> int:
+        """The axis counting latent steps in a tensor of this stream, with or without the batch axis
+        (clip-level streams: axis 0, where a batch's clips or a sequence's steps are stacked)."""
+        if self.time_axis is None:
+            return 0
+        return self.time_axis + int(batched)
 
     @property
     def discrete(self) -> bool:
@@ -171,6 +188,9 @@ class Tokenizer(Protocol):
     def latent_specs(self) -> dict[str, LatentSpec]: ...
 
     @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]: ...
+
+    @property
     def module(self) -> nn.Module: ...
 
     @property
@@ -222,6 +242,11 @@ class ModuleTokenizer:
     @property
     def module(self) -> nn.Module:
         return self._module
+
+    @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named groups of streams that ``decode(..., only=GROUP)`` can decode alone (none by default)."""
+        return {}
 
     @property
     def name(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .app import app
-from .console import frame_progress, print_summary
+from .console import console, frame_progress, print_summary
 
 
 @app.command("decode")
@@ -33,6 +33,19 @@ def decode_cmd(
     tile_overlap: int | None = typer.Option(
         None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
     ),
+    only: str | None = typer.Option(
+        None,
+        "--only",
+        help="Decode one stream group alone (models with groups, e.g. VidTwin: structure, dynamics).",
+    ),
+    dynamics_from: Path | None = typer.Option(
+        None,
+        "--dynamics-from",
+        help="Take the 'dynamics' streams from this .vtok of the same model (cross-reenactment).",
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="'source': scale a fixed-size model's frames back to the source video's size."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -44,6 +57,9 @@ def decode_cmd(
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
-            tile_overlap=tile_overlap, precision=precision,
+            tile_overlap=tile_overlap, precision=precision, only=only, size=size,
+            streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"),
         )  # fmt: skip
+    if summary.get("warning") and not (quiet or as_json):
+        console(stderr=True).print(f"vidtok: warning: {summary['warning']}", markup=False, highlight=False)
     print_summary(summary, as_json, quiet, f"decoded {src.name}")

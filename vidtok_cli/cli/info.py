@@ -43,7 +43,7 @@ def info_cmd(
 def _describe(stream: Stream) -> str:
     """One line for a stream: kind, step shape and time axis, dtype or codebook, coding."""
     shape = list(map(str, stream.shape))
-    shape.insert(stream.time_axis, "t")
+    shape.insert(stream.step_axis, "t")
     what = {
         "continuous": stream.dtype,
         "fsq": f"levels {list(stream.levels)}",

@@ -343,7 +343,7 @@ class VtokReader:
     def _check_chunk(self, stream: Stream, flags: int, meta: dict, plen: int) -> None:
         """Checks a chunk record's shape, coding and payload length against its stream; raises Damaged."""
         shape = meta.get("shape")
-        ta = stream.time_axis
+        ta = stream.step_axis
         ok = isinstance(shape, list) and len(shape) == len(stream.shape) + 1 and is_int(shape[ta], 1, 1 << 30)
         if self._minor == 0 and ok:
             ok = shape[ta] == meta["latents"][1] - meta["latents"][0]

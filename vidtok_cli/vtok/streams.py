@@ -27,7 +27,8 @@ class Stream:
     """One named latent stream as a file declares it.
 
     ``shape``: one latent step's shape (the time axis removed); a chunk of t steps has ``shape`` with t
-    inserted at ``time_axis``. ``dtype``: on-disk dtype of a continuous stream (None for token streams).
+    inserted at ``time_axis``. ``time_axis`` None: a clip-level stream (one step per clip, the step being
+    the whole per-clip tensor); a chunk of t steps has shape ``(t, *shape)``. ``dtype``: on-disk dtype of a continuous stream (None for token streams).
     ``levels``: FSQ levels (fsq); ``codebook_size``: K of a token stream (the product of the levels for fsq).
     ``coding``: ``raw`` (continuous), ``auto`` or ``packed`` (tokens).
     """
@@ -35,7 +36,7 @@ class Stream:
     name: str
     kind: str
     shape: tuple[int, ...]
-    time_axis: int
+    time_axis: int | None
     dtype: str | None = None
     levels: tuple[int, ...] = ()
     codebook_size: int | None = None
@@ -47,10 +48,15 @@ class Stream:
         """Whether the stream holds token indices (fsq or vq)."""
         return self.kind != "continuous"
 
+    @property
+    def step_axis(self) -> int:
+        """The axis of a chunk array that counts latent steps (0 for a clip-level stream)."""
+        return 0 if self.time_axis is None else self.time_axis
+
     def chunk_shape(self, t: int) -> tuple[int, ...]:
         """The shape of a chunk of ``t`` latent steps."""
         s = list(self.shape)
-        s.insert(self.time_axis, int(t))
+        s.insert(self.step_axis, int(t))
         return tuple(s)
 
     @property
@@ -102,7 +108,7 @@ def stream_entry(
     kind: str,
     shape: Sequence[int],
     *,
-    time_axis: int,
+    time_axis: int | None,
     dtype: str = "float16",
     levels: Sequence[int] | None = None,
     codebook_size: int | None = None,
@@ -111,14 +117,15 @@ def stream_entry(
 ) -> dict[str, Any]:
     """A header stream entry (a dict) from keyword arguments; ``make_header`` validates it.
 
-    ``shape``: one latent step's shape (time axis removed); ``dtype`` applies to continuous streams only;
+    ``shape``: one latent step's shape (time axis removed); ``time_axis`` None for a clip-level stream
+    (one step per clip); ``dtype`` applies to continuous streams only;
     ``codebook_size`` defaults to the product of ``levels`` for fsq; ``coding`` defaults to raw / auto.
     """
     d: dict[str, Any] = {
         "name": name,
         "kind": kind,
         "shape": [int(v) for v in shape],
-        "time_axis": int(time_axis),
+        "time_axis": None if time_axis is None else int(time_axis),
         "coding": coding or ("raw" if kind == "continuous" else "auto"),
     }
     if kind == "continuous":
@@ -153,8 +160,8 @@ def _entry_problem(k: int, e: Any) -> str | None:
         return f"{where}: shape must be a list of at most 8 positive integers (one latent step)"
     if math.prod(shape) > MAX_VALUES_PER_RECORD:
         return f"{where}: one latent step holds more values than a record may"
-    if not _is_int(e.get("time_axis"), 0, len(shape)):
-        return f"{where}: time_axis must be an integer in 0..{len(shape)}"
+    if "time_axis" not in e or not (e["time_axis"] is None or _is_int(e["time_axis"], 0, len(shape))):
+        return f"{where}: time_axis must be null (one step per clip) or an integer in 0..{len(shape)}"
     if e.get("coding") not in STREAM_CODINGS[kind]:
         return f"{where}: coding must be one of {', '.join(STREAM_CODINGS[kind])} for a {kind} stream"
     ch = e.get("channels")

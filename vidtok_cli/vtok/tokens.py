@@ -22,7 +22,7 @@ def _steps_first(indices: np.ndarray, time_axis: int) -> np.ndarray:
 def encode_tokens(indices: np.ndarray, stream: Stream, coding: str) -> tuple[int, bytes]:
     """(coding number, payload): rANS when ``coding`` allows it and it beats packing, else packed bits."""
     if coding in ("auto", "rans"):
-        coded = rans_encode(_steps_first(indices, stream.time_axis), stream.radices)
+        coded = rans_encode(_steps_first(indices, stream.step_axis), stream.radices)
         if coded is not None:
             return CODING_RANS, coded
     return CODING_PACKED, pack_indices(indices, stream.bits)
@@ -44,9 +44,9 @@ def decode_tokens(data: bytes, coding: int, stream: Stream, shape: tuple[int, ..
         if max(radices) > RANS_MAX_LEVEL:
             raise Damaged("rANS coding is not defined for FSQ levels above 256")
         moved = list(shape)
-        t = moved.pop(stream.time_axis)
+        t = moved.pop(stream.step_axis)
         flat = rans_decode(data, radices, (t, 1, count // t if t else 0))
-        out = np.moveaxis(flat.reshape([t, *moved]), 0, stream.time_axis)
+        out = np.moveaxis(flat.reshape([t, *moved]), 0, stream.step_axis)
     else:
         raise Damaged(f"token coding {coding} is unknown to this version of vidtok")
     if count and int(out.max()) >= k:

@@ -169,7 +169,7 @@ class VtokWriter:
                 + (f"; unknown {', '.join(map(str, unknown))}" if unknown else "")
             )
         arrays = [self._check_array(s, latents[s.name]) for s in self.streams]
-        steps = [a.shape[s.time_axis] for s, a in zip(self.streams, arrays, strict=True)]
+        steps = [a.shape[s.step_axis] for s, a in zip(self.streams, arrays, strict=True)]
         first_frame, end_frame, first_latent = int(first_frame), int(end_frame), int(first_latent)
         end = first_latent + steps[0] if end_latent is None else int(end_latent)
         self._check_range(first_frame, end_frame, first_latent, end - first_latent, empty=False)
@@ -198,11 +198,11 @@ class VtokWriter:
             raise ValueError(f"{what}: token indices must be an integer array")
         if not stream.discrete and a.dtype.kind not in "fiu":
             raise ValueError(f"{what}: latents must be a real-valued array")
-        if a.ndim != len(stream.shape) + 1 or stream.chunk_shape(a.shape[stream.time_axis]) != a.shape:
+        if a.ndim != len(stream.shape) + 1 or stream.chunk_shape(a.shape[stream.step_axis]) != a.shape:
             want = list(stream.shape)
-            want.insert(stream.time_axis, "t")  # type: ignore[arg-type]
+            want.insert(stream.step_axis, "t")  # type: ignore[arg-type]
             raise ValueError(f"{what} must have shape ({', '.join(map(str, want))}), not {a.shape}")
-        if a.shape[stream.time_axis] < 1:
+        if a.shape[stream.step_axis] < 1:
             raise ValueError(f"{what}: a chunk needs at least one latent step")
         if a.size > MAX_VALUES_PER_RECORD:
             raise ValueError(f"a record holds at most {MAX_VALUES_PER_RECORD} values; write smaller chunks")
