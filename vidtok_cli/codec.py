@@ -222,7 +222,7 @@ def _encode_header(
         model_card=str(card.get("name", "unknown")),
         weights_sha256=m.weights_sha256,
         family=m.family,
-        streams=_header_streams(m.latent_specs, h, w, latent_dtype),
+        streams=header_streams(m.latent_specs, h, w, latent_dtype),
         temporal_factor=layout.temporal_factor,
         spatial_factor=layout.spatial_factor,
         width=source.width,
@@ -266,7 +266,7 @@ def _file_psnr(
     return {"psnr": float(np.mean(values)), "psnr_min": float(np.min(values))}
 
 
-def _header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> list[dict[str, Any]]:
+def header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> list[dict[str, Any]]:
     """The header's stream entries for the model's latent specs and a (padded) frame size."""
     return [
         vtok.stream_entry(

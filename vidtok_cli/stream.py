@@ -22,7 +22,7 @@ import torch
 from .errors import UsageError
 from .frames import frames_to_tensor, tensor_to_frames
 from .runtime import autocast
-from .tokenizer import Encoded, Tokenizer
+from .tokenizer import Encoded, LatentSpec, Tokenizer
 
 
 @dataclass
@@ -52,12 +52,13 @@ class EncodedChunk:
         return self.latents.get("tokens")
 
 
-def _per_sample(model: Tokenizer, enc: Encoded) -> dict[str, torch.Tensor]:
-    """A batch of one as per-sample tensors on the CPU; a clip-level stream keeps its leading axis, which
-    counts its steps (clips)."""
-    specs = model.latent_specs
+def per_sample(
+    specs: Mapping[str, LatentSpec], latents: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A batch of one as per-sample tensors on the CPU (continuous float32, tokens int64); a clip-level
+    stream keeps its leading axis, which counts its steps (clips)."""
     out = {}
-    for k, v in enc.latents.items():
+    for k, v in latents.items():
         v = v if k in specs and specs[k].clip_level else v[0]
         out[k] = v.cpu() if v.dtype == torch.int64 else v.float().cpu()
     return out
@@ -334,7 +335,7 @@ def encode_frames(
             f0, f1 = (seg_first_frame + f for f in layout.latent_frames(first, seg_latents))
         else:
             f0, f1 = frame_pos - len(chunk), frame_pos
-        yield EncodedChunk(_per_sample(model, out), latent_count, f0, f1, new_segment)
+        yield EncodedChunk(per_sample(model.latent_specs, out.latents), latent_count, f0, f1, new_segment)
         latent_count += t
         new_segment = False
 
@@ -405,7 +406,9 @@ def _overlapping_clips(
         ran = True
         with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(frames_to_tensor(clip, device, dtype))
-        c = EncodedChunk(_per_sample(model, out), latent_count, first, first + clip_frames, True)
+        c = EncodedChunk(
+            per_sample(model.latent_specs, out.latents), latent_count, first, first + clip_frames, True
+        )
         latent_count += _steps(model, out.latents, batched=True)
         return c
 

@@ -135,6 +135,18 @@ class _LongVideo:
         self.bits += bits
         if not self.rate.active:
             return
+        if s.mode == "streams":
+            if self.writer is None:
+                self.writer = self.rate.open(*self.input_wh, 0, 0, LONG_VIDEO_CHUNK)
+            self.rate.write_streams(
+                self.writer,
+                chunk.latents,
+                chunk.first_frame,
+                chunk.end_frame,
+                chunk.first_latent,
+                batched=False,
+            )
+            return
         latent, indices = s.file_stream(chunk.latents, batched=False)
         if self.writer is None:
             self.writer = self.rate.open(*self.input_wh, latent.shape[-2], latent.shape[-1], LONG_VIDEO_CHUNK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,16 +29,25 @@ class _Rate:
     def open(self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int) -> Any:
         from .. import vtok
 
+        if self.s.mode == "streams":
+            from ..codec import header_streams
+
+            streams = header_streams(self.s.specs, height, width, "float16")
+            return self._writer(streams, self.s.tdf, width, height, frames_per_record)
         if self.s.mode == "tokens":
             stream = vtok.stream_entry("tokens", "fsq", (lat_h, lat_w), time_axis=0, levels=self.s.levels)
         else:
             shape = (self.s.latent_channels, lat_h, lat_w)
             stream = vtok.stream_entry("latent", "continuous", shape, time_axis=1, dtype="float16")
+        return self._writer([stream], self.s.tdf if self.s.causal else 4, width, height, frames_per_record)
+
+    def _writer(self, streams: list[Any], tdf: int, width: int, height: int, frames_per_record: int) -> Any:
+        from .. import vtok
+
         header = vtok.make_header(
-            model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, streams=[stream],
-            temporal_factor=self.s.tdf if self.s.causal else 4, spatial_factor=self.s.sf, width=width,
-            height=height, fps=self.fps, frames_per_record=frames_per_record, causal=self.s.causal,
-            source_file="bench",
+            model_card=self.s.name, weights_sha256=self.s.weights_sha256 or "0" * 64, streams=streams,
+            temporal_factor=tdf, spatial_factor=self.s.sf, width=width, height=height, fps=self.fps,
+            frames_per_record=frames_per_record, causal=self.s.causal, source_file="bench",
         )  # fmt: skip
         self._n += 1
         path = self.dir / f"r{self._n}.vtok"
@@ -47,6 +57,8 @@ class _Rate:
         self, writer: Any, latent: torch.Tensor, indices: torch.Tensor | None, f0: int, f1: int, l0: int
     ) -> int:
         """Write one chunk; returns the ideal bits n_tokens*log2(K) for tokens (0 for latents)."""
+        if self.s.mode == "streams":
+            raise AssertionError("a model of several streams is written with write_streams")
         if self.s.mode == "tokens":
             assert indices is not None
             idx = indices[0].cpu().numpy()
@@ -54,6 +66,16 @@ class _Rate:
             return int(idx.size)
         writer.write_chunk({"latent": latent[0].float().cpu().numpy()}, f0, f1, l0)
         return 0
+
+    def write_streams(
+        self, writer: Any, latents: Mapping[str, torch.Tensor], f0: int, f1: int, l0: int, batched: bool
+    ) -> None:
+        """Write one chunk of every stream of a model of several streams (``latents`` as the model gives
+        them, with or without the batch axis)."""
+        from ..stream import per_sample
+
+        arrays = per_sample(self.s.specs, latents) if batched else latents
+        writer.write_chunk({name: arrays[name].numpy() for name in self.s.specs}, f0, f1, l0)
 
     @staticmethod
     def finish(writer: Any, frames: int) -> int:

@@ -6,6 +6,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def run_bench(
 
         model = load_model(model, device=cfg.device)
     subject = _Subject(model, cfg.run_precision)
+    cfg = _fixed_size(cfg, subject)
     clip_frames = _clip_frames(cfg, subject)
     rd_acc = _rd_accumulator(cfg)
     samples_dir = _samples_dir(cfg)
@@ -71,6 +73,21 @@ def run_bench(
     _run_videos(state, plans, samples_dir, progress)
     _finish(result, state)
     return result
+
+
+def _fixed_size(cfg: BenchConfig, subject: _Subject) -> BenchConfig:
+    """``cfg`` for a model that takes frames of one size (``frame_layout.input_size``): its protocol resizes
+    the short side to that size and centre-crops (in place of the default 256); UsageError for another
+    size, no crop, or a non-square input size."""
+    size = subject.layout.input_size
+    if size is None:
+        return cfg
+    h, w = size
+    if h != w:
+        raise UsageError(f"bench: this model takes {h}x{w} frames; only square input sizes can be benched")
+    if cfg.size not in (256, h) or not cfg.crop:
+        raise UsageError(f"--size/--crop: this model takes {h}x{w} frames (short side {h}, centre crop)")
+    return replace(cfg, size=h, crop=True)
 
 
 def _clip_frames(cfg: BenchConfig, subject: _Subject) -> int:

@@ -163,7 +163,12 @@ class _RunState:
         """Write one clip into its own .vtok file (when the model can be stored); its size, bpp and (tokens)
         ideal bpp for the clip record."""
         size = 0
-        if rate.active:
+        if rate.active and self.s.mode == "streams":
+            sf = self.s.sf
+            writer = rate.open(w + (-w) % sf, h + (-h) % sf, 0, 0, t)
+            rate.write_streams(writer, latents, 0, t, 0, batched=True)
+            size = rate.finish(writer, t)
+        elif rate.active:
             latent, indices = self.s.file_stream(latents, batched=True)
             sf = self.s.sf
             writer = rate.open(w + (-w) % sf, h + (-h) % sf, latent.shape[-2], latent.shape[-1], t)

@@ -126,7 +126,7 @@ class _Subject:
 
     @property
     def native_frames(self) -> int:
-        return 17 if self.causal else 16
+        return 17 if self.causal else self.layout.clip_frames
 
     def check_frames(self, t: int) -> None:
         if self.causal and (t - 1) % self.tdf:
@@ -176,10 +176,15 @@ class _Subject:
 
 def _stored_stream(family: str, specs: Mapping[str, LatentSpec]) -> tuple[str | None, LatentSpec | None]:
     """(.vtok mode, stream) for a model a .vtok file can store: a registered family with one continuous
-    or FSQ stream; (None, None) otherwise (no file sizes; the ideal rate of token streams is still counted)."""
+    or FSQ stream; ``("streams", None)`` for one with several streams (each stored as ``vidtok encode``
+    stores it); (None, None) otherwise (no file sizes; the ideal rate of token streams is still counted)."""
     from .. import families
 
-    if family not in families.names() or len(specs) != 1:
+    if family not in families.names():
+        return None, None
+    if len(specs) > 1:
+        return "streams", None
+    if len(specs) != 1:
         return None, None
     spec = next(iter(specs.values()))
     if spec.kind == "continuous":

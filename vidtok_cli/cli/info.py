@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -34,19 +34,31 @@ def info_cmd(
         "model": h["model"]["card"], "format": ".".join(map(str, reader.version)),
         "source": f"{h['source']['width']}x{h['source']['height']}, {h['source']['frame_count']} frames @ "
         f"{h['source']['fps'][0]}/{h['source']['fps'][1]} fps",
-        **{f"stream {s.name}": _describe(s) for s in reader.streams},
+        **{
+            f"stream {s.name}": _describe(s, info["stats"]["streams"][s.name], reader.file_size)
+            for s in reader.streams
+        },
         **{k: v for k, v in info["stats"].items() if not isinstance(v, (dict, list))},
     }  # fmt: skip
     print_summary(flat, False, False, str(src))
 
 
-def _describe(stream: Stream) -> str:
-    """One line for a stream: kind, step shape and time axis, dtype or codebook, coding."""
+def _describe(stream: Stream, stats: dict[str, Any], file_size: int) -> str:
+    """One line for a stream: kind, step shape and time axis (or one step per clip), dtype or codebook,
+    coding, and its payload bits (with their bits per pixel and share of the file's)."""
     shape = list(map(str, stream.shape))
-    shape.insert(stream.step_axis, "t")
+    if stream.time_axis is None:
+        dims = f"{'x'.join(shape)} per clip"
+    else:
+        shape.insert(stream.time_axis, "t")
+        dims = "x".join(shape)
     what = {
         "continuous": stream.dtype,
         "fsq": f"levels {list(stream.levels)}",
         "vq": f"K={stream.codebook_size}",
     }
-    return f"{stream.kind} ({'x'.join(shape)}), {what[stream.kind]}, {stream.coding}"
+    line = f"{stream.kind} ({dims}), {what[stream.kind]}, {stream.coding}, {stats['bits']} bits"
+    share = f"{100 * stats['bits'] / (8 * file_size):.0f}% of the file" if file_size else ""
+    if stats.get("bits_per_pixel") is not None:
+        share = f"{stats['bits_per_pixel']:.4g} bpp, {share}"
+    return f"{line} ({share})"

@@ -595,7 +595,8 @@ class VtokReader:
         Reads every record (checksums verified, payloads not decoded). ``tokens`` counts the indices of every
         token stream (None without one); ``bits_per_token`` counts the whole file, ``bits_per_token_payload``
         only the token payloads; ``bits_per_pixel`` is 8 * file_size / (frames * width * height) with the
-        source size and frame count. ``streams``: per stream, its records, payload bytes and values.
+        source size and frame count. ``streams``: per stream, its records, payload bytes, values, ``bits`` (of
+        its payloads) and ``bits_per_pixel`` (its share of the file's).
         """
         by_type: dict[str, int] = {}
         codings: dict[str, int] = {}
@@ -633,6 +634,9 @@ class VtokReader:
         if frames is None:
             frames = end_frame - (first_frame or 0)
         pixels = frames * src["width"] * src["height"]
+        for st in per_stream.values():
+            st["bits"] = 8 * st["payload_bytes"]
+            st["bits_per_pixel"] = st["bits"] / pixels if pixels else None
         size = self.file_size
         return {
             "file_size": size,
