@@ -188,9 +188,6 @@ class Tokenizer(Protocol):
     def latent_specs(self) -> dict[str, LatentSpec]: ...
 
     @property
-    def stream_groups(self) -> dict[str, tuple[str, ...]]: ...
-
-    @property
     def module(self) -> nn.Module: ...
 
     @property
@@ -200,6 +197,9 @@ class Tokenizer(Protocol):
     def dtype(self) -> torch.dtype: ...
 
     def encode(self, x: Tensor) -> Encoded: ...
+
+    @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]: ...
 
     def decode(self, latents: Mapping[str, Tensor], only: str | None = None) -> Tensor: ...
 
@@ -244,13 +244,13 @@ class ModuleTokenizer:
         return self._module
 
     @property
-    def stream_groups(self) -> dict[str, tuple[str, ...]]:
-        """Named groups of streams that ``decode(..., only=GROUP)`` can decode alone (none by default)."""
-        return {}
-
-    @property
     def name(self) -> str:
         return str(self.card.get("name") or self.family)
+
+    @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named groups of streams that ``decode(latents, only=GROUP)`` decodes alone ({}: none)."""
+        return {}
 
     @property
     def weights_sha256(self) -> str:
