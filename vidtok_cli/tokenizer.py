@@ -181,6 +181,9 @@ class Tokenizer(Protocol):
 
     def encode(self, x: Tensor) -> Encoded: ...
 
+    @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]: ...
+
     def decode(self, latents: Mapping[str, Tensor], only: str | None = None) -> Tensor: ...
 
     def encode_chunk(self, x: Tensor, state: Any = None) -> tuple[Encoded, Any]: ...
@@ -226,6 +229,11 @@ class ModuleTokenizer:
     @property
     def name(self) -> str:
         return str(self.card.get("name") or self.family)
+
+    @property
+    def stream_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named groups of streams that ``decode(latents, only=GROUP)`` decodes alone ({}: none)."""
+        return {}
 
     @property
     def weights_sha256(self) -> str:

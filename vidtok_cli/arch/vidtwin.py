@@ -253,14 +253,21 @@ class VidTwinModel(nn.Module):
 
     # ------------------------------------------------------------------ decode
     def decoder_input(
-        self, structure: Tensor, dynamics_x: Tensor, dynamics_y: Tensor, only: str | None = None
+        self,
+        structure: Tensor | None,
+        dynamics_x: Tensor | None,
+        dynamics_y: Tensor | None,
+        only: str | None = None,
     ) -> Tensor:
-        """The STT decoder's input (B, hidden, T, h, w): structure part + dynamics parts (or one of them)."""
+        """The STT decoder's input (B, hidden, T, h, w): structure part + dynamics parts (or one of them).
+
+        The part ``only`` leaves out may be None."""
         if only not in (None, *ONLY_PARTS):
             raise ValueError(f"only must be None or one of {ONLY_PARTS}, got {only!r}")
         _, h, w = self.cfg.grid
         parts = []
         if only in (None, "structure"):
+            assert structure is not None
             b, fq = structure.shape[:2]
             s = structure.permute(0, 1, 4, 2, 3).reshape(b * fq, structure.shape[-1], *structure.shape[2:4])
             s = self.conv_out(self.content_upsample_blocks(self.bottle_up(s)))
@@ -272,6 +279,7 @@ class VidTwinModel(nn.Module):
             vt = self.cont_emb(s)  # (B h w, T, hidden)
             parts.append(vt.reshape(b, h, w, *vt.shape[1:]).permute(0, 4, 3, 1, 2))
         if only in (None, "dynamics"):
+            assert dynamics_x is not None and dynamics_y is not None
             vx = self.motion_emb(dynamics_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, hidden, T, w')
             vy = self.motion_emb(dynamics_y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             if self.cfg.downsample_motion:
@@ -286,7 +294,11 @@ class VidTwinModel(nn.Module):
         return out
 
     def decode(
-        self, structure: Tensor, dynamics_x: Tensor, dynamics_y: Tensor, only: str | None = None
+        self,
+        structure: Tensor | None,
+        dynamics_x: Tensor | None,
+        dynamics_y: Tensor | None,
+        only: str | None = None,
     ) -> Tensor:
         """Latents -> clips (B, C, T, H, W); ``only``: "structure" or "dynamics" decodes one part."""
         return self.decoder.decode(self.decoder_input(structure, dynamics_x, dynamics_y, only))
