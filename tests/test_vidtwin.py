@@ -267,6 +267,12 @@ def test_convert_to_self_describing_safetensors(ref: Path, tmp_path: Path, model
     with torch.no_grad():
         a, b = model.encode(io["x_a"]).latents, again.encode(io["x_a"]).latents
     assert all(torch.equal(a[k], b[k]) for k in a)
+    half = convert_checkpoint(
+        ref / "model.ckpt", tmp_path / "half.safetensors", config=ref / "config.json", dtype="fp16"
+    )
+    tensors = load_file(half)
+    assert tensors["conv_in.weight"].dtype == torch.float16
+    assert tensors["encoder.pos_embed"].dtype == torch.float64  # the sin-cos tables stay exact
 
 
 def test_tiny_vidtwin_helper_round_trips(tmp_path: Path):

@@ -413,7 +413,8 @@ def convert_checkpoint(
     _check_fit(state_dict, fam, cfg, src_path)
     if dtype is not None:
         dt = torch_dtype(dtype)
-        state_dict = {k: v.to(dt) for k, v in state_dict.items()}
+        # float64 tensors (VidTwin's sin-cos tables) are exact tables, not weights: they stay float64
+        state_dict = {k: v if str(v.dtype) == "torch.float64" else v.to(dt) for k, v in state_dict.items()}
     metadata = {
         checkpoints.META_FORMAT_VERSION: checkpoints.FORMAT_VERSION,
         checkpoints.META_FAMILY: fam.name,
