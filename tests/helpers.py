@@ -83,6 +83,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int = 1) -> s
 SHARED = Path(os.environ.get("VIDTOK_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REFERENCE = SHARED / "reference"
 VIDTOK_REF = REFERENCE / "vidtok"
+VIDTWIN_REF = REFERENCE / "vidtwin" / "vidtwin_structure_7_7_8_dynamics_7_8"  # model.ckpt, config.json, io*
 MANIFESTS = REFERENCE / "manifests"
 MISSING_REFERENCE = "missing-reference"  # the one fixture name when the reference data is absent
 
@@ -287,6 +288,37 @@ def tiny(out: Path, data: Path, card: Path | None, **kw) -> TrainConfig:
     )  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
+
+
+def tiny_vidtwin_config(**overrides: Any) -> Any:
+    """A VidTwinConfig small enough for CLI tests: clips of 4 frames of 32x32, hidden 32, one block."""
+    from vidtok_cli.arch.vidtwin_config import VidTwinConfig
+
+    base = dict(
+        input_size=(4, 32, 32), patch_size=(1, 16, 16), hidden_size=32, depth=1, num_heads=2,
+        num_query_tokens=4, query_hidden_size=16, qformer_num_hidden_layers=1, qformer_num_attention_heads=2,
+        qformer_intermediate_size=32, init_ch=8, expect_ch=4, d_dim=4,
+    )  # fmt: skip
+    base.update(overrides)
+    return VidTwinConfig(**base)
+
+
+def tiny_vidtwin(out: Path, seed: int = 0, **overrides: Any) -> Path:
+    """A self-describing ``.safetensors`` of a randomly initialised `tiny_vidtwin_config` model at ``out``
+    (``vidtok encode --model OUT`` works with it)."""
+    from vidtok_cli.arch.vidtwin import build_model
+    from vidtok_cli.loading import convert_checkpoint
+
+    torch.manual_seed(seed)
+    cfg = tiny_vidtwin_config(**overrides)
+    model = build_model(cfg)
+    with torch.no_grad():  # the official init zeroes the decoder's output layer: give it weights
+        model.decoder.final_layer.linear.weight.normal_(0, 0.05)
+    ckpt = out.with_suffix(".ckpt")
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    convert_checkpoint(ckpt, out, config=cfg, force=True)
+    ckpt.unlink()
+    return out
 
 
 def records(run_dir: Path) -> list[dict]:

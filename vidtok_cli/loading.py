@@ -54,7 +54,7 @@ def config_from_official(data: Mapping[str, Any], where: str = "config") -> Any:
 
 def _config_from_mapping(data: Mapping[str, Any], where: str) -> Any:
     """A config from an official structure, a card-like ``{family, architecture}`` or a bare table."""
-    if "model" in data or "encoder_config" in data:
+    if "model" in data or "encoder_config" in data or "model_params_used" in data:
         return config_from_official(data, where)
     family = str(data.get("family", "vidtok"))
     if "architecture" in data and isinstance(data["architecture"], Mapping):
@@ -268,7 +268,13 @@ def build_from_state_dict(
     fam = families.for_config(cfg)
     _check_fit(state_dict, fam, cfg, path)
     module = _build_empty(fam, cfg)
-    tensors = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
+    import torch
+
+    # float64 tensors of the architecture (VidTwin's sin-cos tables) stay float64
+    f64 = {k for k, v in module.state_dict().items() if v.dtype == torch.float64}
+    tensors = {
+        k: v.to(device=device, dtype=torch.float64 if k in f64 else dtype) for k, v in state_dict.items()
+    }
     module.load_state_dict(tensors, strict=True, assign=True)
     module.to(device=device)
     return module.eval()
@@ -407,7 +413,8 @@ def convert_checkpoint(
     _check_fit(state_dict, fam, cfg, src_path)
     if dtype is not None:
         dt = torch_dtype(dtype)
-        state_dict = {k: v.to(dt) for k, v in state_dict.items()}
+        # float64 tensors (VidTwin's sin-cos tables) are exact tables, not weights: they stay float64
+        state_dict = {k: v if str(v.dtype) == "torch.float64" else v.to(dt) for k, v in state_dict.items()}
     metadata = {
         checkpoints.META_FORMAT_VERSION: checkpoints.FORMAT_VERSION,
         checkpoints.META_FAMILY: fam.name,

@@ -52,6 +52,6 @@ def models_cmd(
     con = console()
     con.print(table)
     con.print(
-        "Metrics as published (MCL-JCV, 30 fps, 256x256; v1.1 rows use the long-video protocol). "
-        "'local': weights already on this machine."
+        "Metrics as published (MCL-JCV, 30 fps, 256x256; v1.1 rows use the long-video protocol; "
+        "VidTwin: 16x224x224 clips). 'local': weights already on this machine."
     )

@@ -57,6 +57,7 @@ class Family:
 _MODULES = {
     "vidtok": "vidtok_cli.families.vidtok",
     "trivial": "vidtok_cli.families.trivial",
+    "vidtwin": "vidtok_cli.families.vidtwin",
 }
 _LOADED: dict[str, Family] = {}
 

@@ -58,6 +58,10 @@ def config_from_official(data: Mapping[str, Any], where: str = "config") -> VidT
 def _looks_official(data: Mapping[str, Any]) -> bool:
     model = data.get("model")
     params = model.get("params") if isinstance(model, Mapping) else None
+    if "temporal_qformer_config" in data or (
+        isinstance(params, Mapping) and "temporal_qformer_config" in params
+    ):
+        return False  # VidTwin's configs have an encoder_config too
     return "encoder_config" in data or (isinstance(params, Mapping) and "encoder_config" in params)
 
 
