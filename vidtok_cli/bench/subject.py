@@ -176,16 +176,15 @@ class _Subject:
 
 def _stored_stream(family: str, specs: Mapping[str, LatentSpec]) -> tuple[str | None, LatentSpec | None]:
     """(.vtok mode, stream) for a model a .vtok file can store: a registered family with one continuous
-    or FSQ stream; ``("streams", None)`` for one with several streams (each stored as ``vidtok encode``
-    stores it); (None, None) otherwise (no file sizes; the ideal rate of token streams is still counted)."""
+    or FSQ stream; ``("streams", None)`` for one with several streams or clip-level streams (each stored as
+    ``vidtok encode`` stores it); (None, None) otherwise (no file sizes; the ideal rate of token streams is
+    still counted)."""
     from .. import families
 
-    if family not in families.names():
+    if family not in families.names() or not specs:
         return None, None
-    if len(specs) > 1:
+    if len(specs) > 1 or any(spec.clip_level for spec in specs.values()):
         return "streams", None
-    if len(specs) != 1:
-        return None, None
     spec = next(iter(specs.values()))
     if spec.kind == "continuous":
         return "latent", spec

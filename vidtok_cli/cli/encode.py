@@ -21,9 +21,14 @@ def encode_cmd(
     model: str | None = typer.Option(None, "--model", "-m", help="Zoo name, weights file or run directory."),
     chunk_frames: int = typer.Option(16, "--chunk-frames", help="Frames per encoder step (memory vs speed)."),
     fps: float | None = typer.Option(
-        None, "--fps", help="Resample to this frame rate (default: source rate)."
+        None,
+        "--fps",
+        help="Resample to this frame rate (default: source rate); fixed-size models (VidTwin) keep every "
+        "round(source fps / fps)-th frame, default fps 30.",
     ),
-    size: int | None = typer.Option(None, "--size", help="Resize the short side (bilinear + antialias)."),
+    size: int | None = typer.Option(
+        None, "--size", help="Resize the short side (bilinear + antialias); fixed-size models use their own."
+    ),
     crop: bool = typer.Option(
         False, "--crop", help="Centre-crop a --size square instead of keeping the aspect."
     ),
