@@ -376,6 +376,10 @@ def check_clip_overlap(clip_overlap: int, model: Tokenizer) -> None:
     if layout.causal:
         raise UsageError("--clip-overlap is for non-causal models; causal models stream exactly without it")
     tdf, clip_frames = layout.temporal_factor, layout.clip_frames
+    if tdf >= clip_frames:
+        raise UsageError(
+            f"--clip-overlap: this model encodes each {clip_frames}-frame clip as one step; clips cannot overlap"
+        )
     if not 0 < clip_overlap < clip_frames or clip_overlap % tdf:
         raise UsageError(
             f"--clip-overlap must be a multiple of {tdf} between 1 and {clip_frames - 1} frames, got {clip_overlap}"
