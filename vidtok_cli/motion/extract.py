@@ -22,6 +22,8 @@ read back with mvextractor; ``docs/MOTION.md`` has the details):
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,50 +86,94 @@ def _open_source(path: Path):
     return container, stream
 
 
+def resample(path: str | os.PathLike) -> Iterator[Any]:
+    """The source's frames at 6 fps as the official command picks them: yuv420p av.VideoFrame objects
+    with time base 1/6 and their picture type cleared."""
+    import av
+
+    path = Path(path)
+    container, stream = _open_source(path)
+    return _resample(av, container, stream, path)
+
+
+def _resample(av, container, stream, path: Path) -> Iterator[Any]:
+    stream.codec_context.thread_type = "AUTO"
+    tb = stream.time_base
+    # The ffmpeg command line shifts every timestamp by the file's start time (all streams).
+    offset = 0
+    if container.start_time is not None and tb is not None:
+        offset = math.floor(Fraction(container.start_time, av.time_base) / Fraction(tb) + Fraction(1, 2))
+    graph = None
+    try:
+        for frame in container.decode(stream):
+            if graph is None:
+                graph = _fps_graph(av, stream)
+            if frame.pts is not None:
+                frame.pts -= offset
+            graph.vpush(frame)
+            yield from _drain(av, graph)
+        if graph is None:
+            raise VideoError(f"{path}: no frames could be decoded (empty or truncated video stream)")
+        graph.vpush(None)
+        yield from _drain(av, graph)
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: cannot decode and resample to {FPS} fps ({_ffmpeg_reason(e)})") from e
+    finally:
+        container.close()
+
+
+def _fps_graph(av, stream):
+    graph = av.filter.Graph()
+    nodes = [
+        graph.add_buffer(template=stream),
+        graph.add("fps", str(FPS)),
+        graph.add("format", "yuv420p"),
+        graph.add("buffersink"),
+    ]
+    for a, b in itertools.pairwise(nodes):
+        a.link_to(b)
+    graph.configure()
+    return graph
+
+
+def _drain(av, graph) -> Iterator[Any]:
+    while True:
+        try:
+            out = graph.vpull()
+        except (av.BlockingIOError, av.EOFError):
+            return
+        out.pict_type = av.video.frame.PictureType.NONE
+        out.time_base = Fraction(1, FPS)
+        yield out
+
+
 def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS) -> Iterator[Any]:
     """The source re-encoded as the official recipe does: av.Packet objects of a 6 fps MPEG-4 Part 2
     stream (written one after the other they form the official raw ``.m4v`` file)."""
     import av
 
     path = Path(path)
-    container, stream = _open_source(path)
-    return _reencode(av, container, stream, path, encoder_threads)
+    sar = None
+    with _open_input(path) as container:
+        sar = _video_stream(container, path).sample_aspect_ratio
+    return _reencode(av, resample(path), sar, path, encoder_threads)
 
 
-def _reencode(av, container, stream, path: Path, encoder_threads: int) -> Iterator[Any]:
-    stream.codec_context.thread_type = "AUTO"
-    tb = stream.time_base
-    # The ffmpeg command line shifts every timestamp by the file's start time (all streams).
-    offset = 0
-    if container.start_time is not None and tb is not None:
-        offset = round(Fraction(container.start_time, av.time_base) / Fraction(tb))
-    graph = enc = None
+def _reencode(av, frames: Iterator[Any], sar, path: Path, encoder_threads: int) -> Iterator[Any]:
+    enc = None
+    for frame in frames:
+        if enc is None:
+            enc = _encoder(av, frame, sar, encoder_threads)
+        yield from _encode(av, enc, frame, path)
+    if enc is not None:
+        yield from _encode(av, enc, None, path)
+
+
+def _encode(av, enc, frame, path: Path) -> list[Any]:
     try:
-        for frame in container.decode(stream):
-            if graph is None:
-                graph = av.filter.Graph()
-                src = graph.add_buffer(template=stream)
-                fps = graph.add("fps", str(FPS))
-                fmt = graph.add("format", "yuv420p")
-                sink = graph.add("buffersink")
-                src.link_to(fps)
-                fps.link_to(fmt)
-                fmt.link_to(sink)
-                graph.configure()
-                enc = _encoder(av, frame, stream.sample_aspect_ratio, encoder_threads)
-            if frame.pts is not None:
-                frame.pts -= offset
-            graph.vpush(frame)
-            yield from _drain(av, graph, enc)
-        if graph is None:
-            raise VideoError(f"{path}: no frames could be decoded (empty or truncated video stream)")
-        graph.vpush(None)
-        yield from _drain(av, graph, enc)
-        yield from enc.encode(None)
+        return enc.encode(frame)
     except av.FFmpegError as e:
-        raise VideoError(f"{path}: cannot re-encode to MPEG-4 ({_ffmpeg_reason(e)})") from e
-    finally:
-        container.close()
+        raise VideoError(f"{path}: cannot encode to MPEG-4 ({_ffmpeg_reason(e)})") from e
 
 
 def _encoder(av, first, sar, threads: int):
@@ -146,17 +192,6 @@ def _encoder(av, first, sar, threads: int):
         enc.sample_aspect_ratio = sar
     enc.open()
     return enc
-
-
-def _drain(av, graph, enc) -> Iterator[Any]:
-    while True:
-        try:
-            out = graph.vpull()
-        except (av.BlockingIOError, av.EOFError):
-            return
-        out.pict_type = av.video.frame.PictureType.NONE
-        out.time_base = Fraction(1, FPS)
-        yield from enc.encode(out)
 
 
 def _decoder(av):

@@ -75,9 +75,8 @@ def check_resize(resize: str) -> None:
         raise UsageError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}")
 
 
-def clip_tensor(grids: Sequence[np.ndarray], resize: Resize = "tv016") -> torch.Tensor:
-    """The tokenizer input float32 (2, 24, 20, 36) of a clip's grids (at most 24, the rest is padding)."""
-    check_resize(resize)
+def clip_grids(grids: Sequence[np.ndarray]) -> torch.Tensor:
+    """float32 (24, 2, Hg, Wg): a clip's grids (at most 24, then zero padding), frame 12 interpolated."""
     if not 1 <= len(grids) <= CLIP_FRAMES:
         raise ValueError(f"a clip has 1..{CLIP_FRAMES} frames, got {len(grids)}")
     gh, gw = grids[0].shape[-2:]
@@ -87,7 +86,13 @@ def clip_tensor(grids: Sequence[np.ndarray], resize: Resize = "tv016") -> torch.
     pair = torch.cat([motions[i - 1 : i], motions[i + 1 : i + 2]]).permute(1, 0, 2, 3).unsqueeze(0)
     middle = F.interpolate(pair, scale_factor=(1.5, 1.0, 1.0), mode="trilinear")[0]
     motions[i] = middle.permute(1, 0, 2, 3)[1]
+    return motions
+
+
+def clip_tensor(grids: Sequence[np.ndarray], resize: Resize = "tv016") -> torch.Tensor:
+    """The tokenizer input float32 (2, 24, 20, 36) of a clip's grids (at most 24, the rest is padding)."""
+    check_resize(resize)
     out = F.interpolate(
-        motions, size=MOTION_SIZE, mode="bicubic", align_corners=False, antialias=resize == "tv017"
+        clip_grids(grids), size=MOTION_SIZE, mode="bicubic", align_corners=False, antialias=resize == "tv017"
     )
     return out.permute(1, 0, 2, 3).contiguous()
