@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
+import subprocess
 import tempfile
 import tracemalloc
 from fractions import Fraction
@@ -27,9 +29,9 @@ from vidtok_cli.motion import (
     official_plan,
 )
 from vidtok_cli.motion.extract import resample
-from vidtok_cli.video import VideoError
+from vidtok_cli.video import VideoError, iter_frames
 
-from .helpers import REFERENCE, require_reference
+from .helpers import REFERENCE, make_video, require_reference
 
 LAVIT = REFERENCE / "lavit"
 VIDEOS = ("carphone", "synthetic", "bikes")
@@ -195,6 +197,68 @@ def test_fps_filter_picks_the_last_frame_rounding_to_each_slot(tmp_path, n, fps)
     slot = [math.floor(Fraction(i) / fps * 6 + half) for i in range(n)]  # round half up, as FFmpeg
     n_out = math.floor(Fraction(n) / fps * 6 + half)  # slots up to the end of the last frame
     assert got == [max(i for i in range(n) if slot[i] <= k) for k in range(n_out)]
+
+
+@pytest.mark.parametrize("rotation, hflip", [(90, False), (180, False), (90, True)])
+def test_display_matrix_is_applied_like_ffmpeg_autorotate(tmp_path, rotation, hflip):
+    path = tmp_path / "rot.mp4"
+    make_video(path, n=12, w=48, h=32, fps=6, rotation=rotation, hflip=hflip, lossless=True)
+    got = [f.to_ndarray(format="rgb24") for f in resample(path)]
+    expected = list(iter_frames(path))  # vidtok's reader applies the display matrix as ffmpeg does
+    assert len(got) == len(expected) == 12
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _delay_video(src: Path, out: Path, delay_s: float) -> Path:
+    """``src``'s video starting ``delay_s`` after an audio stream that starts at 0."""
+    with av.open(str(src)) as c, av.open(str(out), "w") as o:
+        v_in = c.streams.video[0]
+        v = o.add_stream_from_template(v_in)
+        a = o.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, 0
+        for p in a.encode(frame):
+            o.mux(p)
+        for p in a.encode():
+            o.mux(p)
+        shift = round(delay_s / v_in.time_base)
+        for p in c.demux(v_in):
+            if p.size:
+                p.pts, p.dts = p.pts + shift, p.dts + shift
+                p.stream = v
+                o.mux(p)
+    return out
+
+
+def test_late_video_start_repeats_the_first_frame_as_ffmpeg_does(tmp_path):
+    src = tmp_path / "v.mp4"
+    make_video(src, n=60, w=48, h=32, fps=30)
+    plain = [f.to_ndarray(format="rgb24") for f in resample(src)]
+    late = [
+        (f.pts, f.to_ndarray(format="rgb24")) for f in resample(_delay_video(src, tmp_path / "l.mp4", 0.5))
+    ]
+    assert len(plain) == 12  # 0.5 s later = 3 more slots on the 6 fps grid, filled by the first frame
+    assert [pts for pts, _ in late] == list(range(15))
+    for k, (_, img) in enumerate(late):
+        np.testing.assert_array_equal(img, plain[max(0, k - 3)])
+    assert len(list(iter_motion_frames(tmp_path / "l.mp4"))) == 15
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg binary is not installed")
+def test_reencode_equals_the_ffmpeg_binary(tmp_path):
+    src = tmp_path / "v.mp4"
+    make_video(src, n=45, w=96, h=64, fps=25, rotation=90)
+    m4v = tmp_path / "cli.m4v"
+    cmd = f"ffmpeg -threads 8 -loglevel error -y -i {src} -filter:v fps=6 -b:v 8000k -c:v mpeg4 -threads:v 16"
+    subprocess.run([*cmd.split(), "-f", "rawvideo", str(m4v)], check=True)
+    cli = list(iter_motion_frames(m4v, reencode_source=False))
+    ours = list(iter_motion_frames(src))
+    assert [f.frame_type for f in ours] == [f.frame_type for f in cli]
+    for a, b in zip(ours, cli, strict=True):
+        np.testing.assert_array_equal(a.mv_rows, b.mv_rows)
+        np.testing.assert_array_equal(a.rgb(), b.rgb())
 
 
 # --- streaming, errors -------------------------------------------------------------------------------

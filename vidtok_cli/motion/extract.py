@@ -4,9 +4,10 @@ Decisions (the official command is ``ffmpeg -i IN -filter:v fps=6 -b:v 8000k -c:
 read back with mvextractor; ``docs/MOTION.md`` has the details):
 
 - The re-encode runs in-process: the source's first video stream is decoded, its timestamps are taken
-  from the file's start time (as the ffmpeg command line does), FFmpeg's own ``fps=6`` filter picks the
-  frames (for each 1/6 s slot the last input frame whose time rounds to it; EOF rounding), and
-  ``format=yuv420p`` converts other pixel formats.
+  from the file's start time and its display matrix applied (autorotate), as the ffmpeg command line
+  does; FFmpeg's own ``fps=6`` filter picks the frames (for each 1/6 s slot the last input frame whose
+  time rounds to it; slots run to the end of the last frame), and ``format=yuv420p`` converts other
+  pixel formats.
 - Encoder: ``mpeg4`` at 8000 kb/s, GOP 12, no B-frames, time base 1/6, and **16 slice threads**. Each slice
   thread becomes a slice, and motion estimation restarts its predictors at each slice boundary, so the
   thread count changes the vectors. The official command leaves it at ``auto`` (which depends on the
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..video.errors import VideoError, _ffmpeg_reason
+from ..video.orientation import _display_matrix, _orientation_op
 from ..video.probing import _open_input, _video_stream
 
 FPS = 6
@@ -93,10 +95,10 @@ def resample(path: str | os.PathLike) -> Iterator[Any]:
 
     path = Path(path)
     container, stream = _open_source(path)
-    return _resample(av, container, stream, path)
+    return _constant_rate(_filtered(av, container, stream, path))
 
 
-def _resample(av, container, stream, path: Path) -> Iterator[Any]:
+def _filtered(av, container, stream, path: Path) -> Iterator[Any]:
     stream.codec_context.thread_type = "AUTO"
     tb = stream.time_base
     # The ffmpeg command line shifts every timestamp by the file's start time (all streams).
@@ -107,7 +109,7 @@ def _resample(av, container, stream, path: Path) -> Iterator[Any]:
     try:
         for frame in container.decode(stream):
             if graph is None:
-                graph = _fps_graph(av, stream)
+                graph = _fps_graph(av, stream, _orientation_op(_display_matrix(frame)))
             if frame.pts is not None:
                 frame.pts -= offset
             graph.vpush(frame)
@@ -122,14 +124,17 @@ def _resample(av, container, stream, path: Path) -> Iterator[Any]:
         container.close()
 
 
-def _fps_graph(av, stream):
+def _fps_graph(av, stream, orientation: str):
     graph = av.filter.Graph()
-    nodes = [
-        graph.add_buffer(template=stream),
-        graph.add("fps", str(FPS)),
-        graph.add("format", "yuv420p"),
-        graph.add("buffersink"),
-    ]
+    nodes = [graph.add_buffer(template=stream)]
+    # The ffmpeg command line's autorotate filters come first (vidtok_cli.video.orientation names them).
+    if orientation in ("clock", "cclock", "cclock_flip", "clock_flip"):
+        nodes.append(graph.add("transpose", f"dir={orientation}"))
+    elif orientation:
+        nodes += [
+            graph.add(name) for name in (["hflip", "vflip"] if orientation == "hvflip" else [orientation])
+        ]
+    nodes += [graph.add("fps", str(FPS)), graph.add("format", "yuv420p"), graph.add("buffersink")]
     for a, b in itertools.pairwise(nodes):
         a.link_to(b)
     graph.configure()
@@ -145,6 +150,21 @@ def _drain(av, graph) -> Iterator[Any]:
         out.pict_type = av.video.frame.PictureType.NONE
         out.time_base = Fraction(1, FPS)
         yield out
+
+
+def _constant_rate(frames: Iterator[Any]) -> Iterator[Any]:
+    """The ffmpeg command line's constant-rate output: a video starting after the file's start time (first
+    slot p > 0) begins with p more copies of its first frame (the same object, pts 0 .. p-1)."""
+    first = True
+    for frame in frames:
+        if first and frame.pts:
+            p0 = frame.pts
+            for k in range(p0):
+                frame.pts = k
+                yield frame
+            frame.pts = p0
+        first = False
+        yield frame
 
 
 def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS) -> Iterator[Any]:
