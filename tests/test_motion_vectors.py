@@ -317,6 +317,8 @@ def test_bad_options_and_files(lavit, tmp_path):
         extract_clips(lavit / "synthetic_source.mp4", plan="every")
     with pytest.raises(UsageError, match="resize"):
         extract_clips(lavit / "synthetic_source.mp4", resize="pil")
+    with pytest.raises(UsageError, match="encoder_threads"):
+        extract_clips(lavit / "synthetic_source.mp4", encoder_threads=0)
     with pytest.raises(VideoError, match="no such file"):
         extract_clips(tmp_path / "missing.mp4")
     bad = tmp_path / "bad.mp4"

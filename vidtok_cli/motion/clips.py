@@ -128,7 +128,10 @@ def _official_clips(m4v: Path, types: str, source: Path, resize: Resize) -> Iter
         raise VideoError(f"{source}: no frames could be decoded (empty or truncated video stream)")
     plans = official_plan(types)
     frames = iter_motion_frames(m4v, reencode_source=False)
-    yield from _selected_clips(_checked(frames, types, source), plans, resize)
+    try:
+        yield from _selected_clips(_checked(frames, types, source), plans, resize)
+    finally:
+        frames.close()  # the clips may end before the stream: close the file now
 
 
 def _checked(frames: Iterable[MotionFrame], types: str, source: Path) -> Iterator[MotionFrame]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from ..video.errors import VideoError, _ffmpeg_reason
 from ..video.orientation import _display_matrix, _orientation_op
 from ..video.probing import _open_input, _video_stream
@@ -172,6 +173,8 @@ def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS)
     stream (written one after the other they form the official raw ``.m4v`` file)."""
     import av
 
+    if not 1 <= encoder_threads <= 64:
+        raise UsageError(f"encoder_threads must be 1..64, got {encoder_threads}")
     path = Path(path)
     sar = None
     with _open_input(path) as container:
