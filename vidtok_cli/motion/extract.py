@@ -7,7 +7,8 @@ read back with mvextractor; ``docs/MOTION.md`` has the details):
   from the file's start time and its display matrix applied (autorotate), as the ffmpeg command line
   does; FFmpeg's own ``fps=6`` filter picks the frames (for each 1/6 s slot the last input frame whose
   time rounds to it; slots run to the end of the last frame), and ``format=yuv420p`` converts other
-  pixel formats.
+  pixel formats. A video starting after the file's start time begins with copies of its first frame,
+  as the command line's constant-rate output does.
 - Encoder: ``mpeg4`` at 8000 kb/s, GOP 12, no B-frames, time base 1/6, and **16 slice threads**. Each slice
   thread becomes a slice, and motion estimation restarts its predictors at each slice boundary, so the
   thread count changes the vectors. The official command leaves it at ``auto`` (which depends on the
@@ -176,7 +177,6 @@ def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS)
     if not 1 <= encoder_threads <= 64:
         raise UsageError(f"encoder_threads must be 1..64, got {encoder_threads}")
     path = Path(path)
-    sar = None
     with _open_input(path) as container:
         sar = _video_stream(container, path).sample_aspect_ratio
     return _reencode(av, resample(path), sar, path, encoder_threads)
@@ -220,12 +220,12 @@ def _encoder(av, first, sar, threads: int):
 def _decoder(av):
     dec = av.CodecContext.create("mpeg4", "r")
     dec.options = {"flags2": "+export_mvs"}
-    dec.thread_count = 1
+    dec.thread_count = 1  # decoding 6 fps MPEG-4 is cheap; one thread keeps frames and side data in step
     return dec
 
 
-def _motion_frames(frames, start: int = 0) -> Iterator[MotionFrame]:
-    for i, f in enumerate(frames, start):
+def _motion_frames(frames) -> Iterator[MotionFrame]:
+    for i, f in enumerate(frames):
         yield MotionFrame(i, _PICT_CHARS[int(f.pict_type)], mv_rows(f), f)
 
 
