@@ -84,7 +84,7 @@ class LatentSpec:
     channels: int | None = None
     levels: tuple[int, ...] = ()
     codebook_size: int | None = None
-    time_axis: int = 1
+    time_axis: int | None = 1
     spatial_factor: int | None = None
     fixed_shape: tuple[int, ...] | None = None
 
