@@ -59,23 +59,25 @@ def from_pixels(pixels: Tensor, height: int, width: int) -> Tensor:
 
 
 def warp(frame: Tensor, flow: Tensor) -> Tensor:
-    """Backward warp: ``out[p] = frame[p - flow[p]]`` (bilinear, border padding).
+    """Backward warp: ``out[p] = frame[p - flow[p]]`` (bilinear, border padding), in the frame's dtype.
 
     ``frame`` (B, C, H, W); ``flow`` (B, 2, H, W) in pixels (x, y), the forward displacement of content.
+    Sampling runs in float64 so that repeated warps do not drift (zero motion returns the frame).
     """
     b, _, h, w = frame.shape
     if flow.shape != (b, 2, h, w):
         raise ValueError(f"flow must be (B, 2, H, W) = {(b, 2, h, w)}, got {tuple(flow.shape)}")
+    f64 = torch.float64
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=frame.device, dtype=torch.float32),
-        torch.arange(w, device=frame.device, dtype=torch.float32),
+        torch.arange(h, device=frame.device, dtype=f64),
+        torch.arange(w, device=frame.device, dtype=f64),
         indexing="ij",
     )
-    src_x = xs - flow[:, 0].float()
-    src_y = ys - flow[:, 1].float()
+    src_x = xs - flow[:, 0].to(f64)
+    src_y = ys - flow[:, 1].to(f64)
     # pixel centres -> [-1, 1] with align_corners=False
     grid = torch.stack(((2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1), dim=-1)
-    out = F.grid_sample(frame.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(frame.to(f64), grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.to(frame.dtype)
 
 
