@@ -17,11 +17,11 @@ from vidtok_cli.arch.lavit_config import LavitMotionConfig
 from vidtok_cli.arch.lavit_motion import build_model
 from vidtok_cli.arch.vq import VectorQuantizer
 from vidtok_cli.checkpoints import META_FAMILY, read_safetensors_metadata
-from vidtok_cli.errors import ConfigError, UsageError
+from vidtok_cli.errors import ConfigError, UsageError, VidtokError
 from vidtok_cli.loading import convert_checkpoint
 from vidtok_cli.zoo import get_card
 
-from .helpers import MANIFESTS, REFERENCE, require_reference
+from .helpers import MANIFESTS, REFERENCE, cli, require_reference
 
 LAVIT_REF = REFERENCE / "lavit"
 SMALL = LAVIT_REF / "tokenizer_small_d32_k64"
@@ -133,10 +133,14 @@ def test_official_constructor_arguments_are_detected(tmp_path):
 
 
 def test_convert_records_the_family_and_reloads(small, io, tmp_path):
-    out = convert_checkpoint(
-        SMALL / "motion_tokenizer.bin", tmp_path / "m.safetensors", config=SMALL / "config.json"
+    out = tmp_path / "m.safetensors"
+    proc = cli(
+        "convert", str(SMALL / "motion_tokenizer.bin"), "-o", str(out), "--config", str(SMALL / "config.json")
     )
+    assert proc.returncode == 0, proc.stderr
     assert read_safetensors_metadata(out)[META_FAMILY] == "lavit"
+    with pytest.raises(VidtokError, match="exists"):  # no clobbering
+        convert_checkpoint(SMALL / "motion_tokenizer.bin", out, config=SMALL / "config.json")
     again = load_model(out)  # needs no config
     assert again.family == "lavit" and again.cfg == small.cfg
     assert torch.equal(again.encode(io["x"][:1]).latents["motion_tokens"], io["tokens"][:1])
@@ -270,3 +274,29 @@ def test_motion_colours_follow_the_hsv_wheel():
     assert torch.allclose(rgb[:, 4], torch.zeros(3))  # no motion: black
     half = (motion_warp.motion_to_rgb(flow * 0.5, max_magnitude=1.0)[0, :, 0, 0, 0] + 1) / 2
     assert torch.allclose(half, torch.tensor([0.5, 0.0, 0.0]))
+
+
+def test_extracted_motion_predicts_the_real_frames():
+    """carphone's extracted clip (the tokenizer input), turned into pixels and warped from the key frame,
+    predicts the next 6-fps frames better than repeating the key frame; the opposite sign does worse."""
+    import av
+    import numpy as np
+
+    data = load_numpy(require_reference(LAVIT_REF) / "extract_carphone.safetensors")
+    with av.open(str(LAVIT_REF / "carphone.6fps.m4v")) as container:
+        rgb = [
+            f.to_ndarray(format="rgb24") for _, f in zip(range(6), container.decode(video=0), strict=False)
+        ]
+    assert int(data["key_frame_indices"][0]) == 0
+    frames = torch.from_numpy(np.stack(rgb)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    h, w = frames.shape[-2:]
+    flow = motion_warp.to_pixels(torch.from_numpy(data["clip_motion"][:1, :, :6]), h, w)
+
+    def psnr(pred: torch.Tensor) -> torch.Tensor:  # per frame 1..5
+        return 10 * torch.log10(4 / ((pred - frames) ** 2).mean(dim=(0, 1, 3, 4))[1:])
+
+    repeat = psnr(frames[:, :, :1].expand_as(frames))
+    warped = psnr(motion_warp.motion_compensate(frames[:, :, 0], flow))
+    reversed_ = psnr(motion_warp.motion_compensate(frames[:, :, 0], -flow))
+    assert (warped > repeat + 1.5).all(), (warped, repeat)
+    assert (reversed_ < repeat).all(), (reversed_, repeat)

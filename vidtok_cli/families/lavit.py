@@ -126,6 +126,13 @@ class LavitMotionTokenizer(ModuleTokenizer):
     def stream_groups(self) -> dict[str, tuple[str, ...]]:
         return {"motion": (MOTION,), "key_frame": (KEY_FRAME,)}
 
+    def to(self, *args: Any, **kwargs: Any) -> LavitMotionTokenizer:
+        """Moves the motion tokenizer and, once loaded, the key-frame model."""
+        super().to(*args, **kwargs)
+        if self._keyframe is not None:
+            self._keyframe.to(*args, **kwargs)
+        return self
+
     # --- the key-frame model
     @property
     def keyframe_model(self) -> ModuleTokenizer:
