@@ -180,6 +180,8 @@ def test_adapter_streams_and_decode(small, io):
     assert torch.equal(units, small.module.decode(enc.decoder_input))
     pixels = small.decode(enc.latents, only="motion", size=(36, 44))
     assert torch.allclose(pixels, motion_warp.to_pixels(units, 36, 44))
+    view = small.motion_view(enc.latents, (36, 44), max_magnitude=1.0)
+    assert view.shape == (1, 3, 24, 36, 44) and torch.equal(view, motion_warp.motion_to_rgb(pixels, 1.0))
     with pytest.raises(UsageError, match="no key_frame stream"):
         small.decode({"motion_tokens": enc.latents["motion_tokens"]})
     with pytest.raises(UsageError, match="parts"):
@@ -300,3 +302,12 @@ def test_extracted_motion_predicts_the_real_frames():
     reversed_ = psnr(motion_warp.motion_compensate(frames[:, :, 0], -flow))
     assert (warped > repeat + 1.5).all(), (warped, repeat)
     assert (reversed_ < repeat).all(), (reversed_, repeat)
+
+
+def test_end_point_error():
+    ref = torch.zeros(2, 2, 3, 4, 5)
+    pred = ref.clone()
+    pred[0, 0], pred[0, 1] = 3.0, 4.0  # sample 0 off by a 3-4-5 vector everywhere
+    assert motion_warp.end_point_error(pred, ref).tolist() == [5.0, 0.0]
+    with pytest.raises(ValueError):
+        motion_warp.end_point_error(pred, ref[:, :, :2])

@@ -96,6 +96,17 @@ def motion_compensate(key_frame: Tensor, flow: Tensor) -> Tensor:
     return torch.stack(frames, dim=2)
 
 
+def end_point_error(pred: Tensor, ref: Tensor) -> Tensor:
+    """Mean end-point error per sample: the average length of ``pred - ref`` over (T, H, W) for motion
+    fields (B, 2, T, H, W) in the same units (pixels per frame for the bench)."""
+    if pred.shape != ref.shape or pred.ndim != 5 or pred.shape[1] != 2:
+        raise ValueError(
+            f"motion fields must be equal (B, 2, T, H, W) shapes, got {tuple(pred.shape)} and {tuple(ref.shape)}"
+        )
+    diff = (pred.double() - ref.double()).pow(2).sum(dim=1).sqrt()
+    return diff.flatten(1).mean(dim=1).float()
+
+
 def motion_to_rgb(flow: Tensor, max_magnitude: float | None = None) -> Tensor:
     """Colour-coded motion (B, 2, T, H, W) -> (B, 3, T, H, W) in [-1, 1] (the frame convention).
 

@@ -202,6 +202,15 @@ class LavitMotionTokenizer(ModuleTokenizer):
 
         return to_pixels(self.motion_field(tokens), height, width)
 
+    def motion_view(
+        self, latents: Mapping[str, Tensor], size: tuple[int, int], max_magnitude: float | None = None
+    ) -> Tensor:
+        """The decoded motion as colour frames (B, 3, 24, H, W) in [-1, 1] (``--view motion``); pass the
+        same ``max_magnitude`` (pixels per frame) for every clip of a video to keep one colour scale."""
+        from ..motion_warp import motion_to_rgb
+
+        return motion_to_rgb(self.decode(latents, only="motion", size=size), max_magnitude)
+
     def decode(
         self, latents: Mapping[str, Tensor], only: str | None = None, size: tuple[int, int] | None = None
     ) -> Tensor:
