@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 NAME = "lavit"
 MOTION = "motion_tokens"
 KEY_FRAME = "key_frame"
-_ARG_KEYS = ("encoder", "decoder", "encoder_config", "decoder_config")
 
 
 def _config_from_dict(d: Mapping[str, Any]) -> LavitMotionConfig:
@@ -224,8 +223,8 @@ class LavitMotionTokenizer(ModuleTokenizer):
 
         if only not in (None, *self.stream_groups):
             raise UsageError(f"--only {only}: a {NAME} model has the parts {', '.join(self.stream_groups)}")
-        missing = [n for g in ([only] if only else list(self.stream_groups)) for n in self.stream_groups[g]]
-        missing = [n for n in missing if n not in latents]
+        groups = [only] if only else list(self.stream_groups)
+        missing = [n for g in groups for n in self.stream_groups[g] if n not in latents]
         if missing:
             raise UsageError(f"no {', '.join(missing)} stream among {sorted(latents)}")
         if only == "motion":
