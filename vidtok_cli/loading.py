@@ -54,7 +54,7 @@ def config_from_official(data: Mapping[str, Any], where: str = "config") -> Any:
 
 def _config_from_mapping(data: Mapping[str, Any], where: str) -> Any:
     """A config from an official structure, a card-like ``{family, architecture}`` or a bare table."""
-    if "model" in data or "encoder_config" in data or "model_params_used" in data:
+    if "model" in data or "encoder_config" in data or families.official_family(data) is not None:
         return config_from_official(data, where)
     family = str(data.get("family", "vidtok"))
     if "architecture" in data and isinstance(data["architecture"], Mapping):
@@ -196,6 +196,17 @@ def _card_from_metadata(meta: Mapping[str, str]) -> dict[str, Any] | None:
     return card if isinstance(card, dict) else None
 
 
+def _card_if_fits(card: zoo.ModelCard | None, explicit_cfg: Any) -> zoo.ModelCard | None:
+    """A card found by the weights file's name, unless an explicit config describes another architecture
+    (e.g. a reduced model saved as ``motion_tokenizer.bin``)."""
+    if card is None or explicit_cfg is None:
+        return card
+    try:
+        return card if card.config == explicit_cfg else None
+    except ConfigError:
+        return None
+
+
 def _choose_config(explicit: Any, meta_cfg: Any, card: zoo.ModelCard | None, path: Path) -> Any:
     if explicit is not None:
         return explicit
@@ -314,7 +325,7 @@ def load_model(
     explicit_cfg, explicit_card = resolve_config(config)
     source = resolve_weights(weights)
     raw, meta = checkpoints.read_state_dict(source.path, prefixes=None)
-    card = source.card or explicit_card
+    card = _card_if_fits(source.card, explicit_cfg) or explicit_card
     cfg = _choose_config(explicit_cfg, _config_from_metadata(meta, source.path), card, source.path)
     fam = families.for_config(cfg)
     module = build_from_state_dict(cfg, _split_keys(fam, raw, source.path), source.path, dev, torch_dt)
@@ -405,7 +416,7 @@ def convert_checkpoint(
     if not src_path.is_file():
         raise ModelNotFoundError(f"checkpoint {src_path} does not exist")
     explicit_cfg, explicit_card = resolve_config(config)
-    card = card or explicit_card or zoo.card_for_file(src_path)
+    card = card or explicit_card or _card_if_fits(zoo.card_for_file(src_path), explicit_cfg)
     raw, meta = checkpoints.read_state_dict(src_path, prefixes=None)
     cfg = _choose_config(explicit_cfg, _config_from_metadata(meta, src_path), card, src_path)
     fam = families.for_config(cfg)

@@ -41,7 +41,11 @@ def models_cmd(
     ]:  # fmt: skip
         table.add_column(col, justify=justify, no_wrap=col == "name")
     for c in cards:
-        latent = f"KL {c.latent_channels}ch" if c.regularizer == "kl" else f"FSQ {c.codebook_size:,}"
+        latent = (
+            f"KL {c.latent_channels}ch"
+            if c.regularizer == "kl"
+            else f"{c.regularizer.upper()} {c.codebook_size:,}"
+        )
         name = f"{c.name} (default)" if c.default else c.name
         table.add_row(
             name, c.version, "yes" if c.causal else "no", c.compression, latent,

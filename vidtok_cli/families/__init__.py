@@ -58,6 +58,7 @@ _MODULES = {
     "vidtok": "vidtok_cli.families.vidtok",
     "trivial": "vidtok_cli.families.trivial",
     "vidtwin": "vidtok_cli.families.vidtwin",
+    "lavit": "vidtok_cli.families.lavit",
 }
 _LOADED: dict[str, Family] = {}
 
@@ -85,10 +86,19 @@ def for_config(config: Any) -> Family:
     raise ConfigError(f"{type(config).__name__} is not the config of a registered model family")
 
 
-def official_config(data: Mapping[str, Any], where: str) -> tuple[Family, Any]:
-    """(family, config) for an official config file's structure; the first family that recognises it."""
+def official_family(data: Mapping[str, Any]) -> Family | None:
+    """The first family that recognises ``data`` as its official config structure, or None."""
     for name in _MODULES:
         fam = get(name)
         if fam.config_from_official is not None and fam.looks_official and fam.looks_official(data):
-            return fam, fam.config_from_official(data, where)
-    raise ConfigError(f"{where}: not an official config of a supported model family")
+            return fam
+    return None
+
+
+def official_config(data: Mapping[str, Any], where: str) -> tuple[Family, Any]:
+    """(family, config) for an official config file's structure; the first family that recognises it."""
+    fam = official_family(data)
+    if fam is None:
+        raise ConfigError(f"{where}: not an official config of a supported model family")
+    assert fam.config_from_official is not None
+    return fam, fam.config_from_official(data, where)
