@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -24,13 +25,16 @@ def _perceptual(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def test_fine_tuning_uses_every_loss_term_and_saves_a_vidtwin(videos, tmp_path: Path):
     weights = tiny_vidtwin(tmp_path / "tiny.safetensors")
     out = tmp_path / "run"
-    opts = dict(model=str(weights), frames=4, size=32, steps=3, disc_start=1, perceptual_weight=0.05)
-    train(tiny(out, videos, None, **opts, disc_weight=0.05, kl_weight=1e-3), perceptual=_perceptual)
+    opts = dict(model=str(weights), frames=4, size=32, steps=3, disc_start=1, perceptual_weight=None)
+    train(tiny(out, videos, None, **opts), perceptual=_perceptual)  # the official VidTwin loss weights
     recs = step_records(out)
     want = {"l1", "p_loss", "rec_loss", "kl", "kl_weight", "g_loss", "disc_loss", "grad_norm"}
     assert want <= set(recs[2]), want - set(recs[2])
     assert all(math.isfinite(recs[s][k]) for s in (2, 3) for k in want)
     assert recs[2]["kl_weight"] == pytest.approx(1e-3) and recs[2]["kl"] > 0 and recs[2]["p_loss"] > 0
+    used = json.loads((out / "train_config.json").read_text())
+    assert (used["perceptual_weight"], used["disc_weight"], used["lecam_weight"]) == (0.05, 0.05, 0.0)
+    assert (used["kl_weight"], used["gen_loss"]) == (1e-3, "hinge")
     tuned = vidtok_cli.load_model(out / "final")
     base = vidtok_cli.load_model(weights)
     assert tuned.family == "vidtwin" and tuned.cfg == base.cfg

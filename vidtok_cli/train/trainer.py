@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import checkpoints, runtime
+from .. import checkpoints, families, runtime
 from .._version import __version__
 from ..errors import CheckpointError
 from ..tokenizer import state_dict_sha256
@@ -139,7 +139,8 @@ class Trainer:
         self.base_name = src.base_name
         self.from_scratch = src.from_scratch
         self.arch: setup.Arch = src.arch
-        self.cfg = cfg = cfg.resolved(src.from_scratch, src.arch.regularizer)
+        family = families.for_config(src.arch).name
+        self.cfg = cfg = cfg.resolved(src.from_scratch, src.arch.regularizer, family)
         if (
             self.resume_dir is None
             and src.from_scratch
