@@ -73,3 +73,21 @@ def test_training_kl_is_the_sum_of_the_three_official_kl_terms():
     kl = (0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)).sum() / 2
     assert torch.allclose(kl, enc.kl_loss(), rtol=1e-5)
     assert torch.equal(rec, want)
+
+
+def test_gradient_checkpointing_of_the_stt_blocks_gives_the_same_gradients():
+    from vidtok_cli.train.setup import enable_gradient_checkpointing
+
+    def grads(checkpointed: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        m = vidtok_cli.arch.vidtwin.build_model(tiny_vidtwin_config(depth=2))
+        if checkpointed:
+            assert enable_gradient_checkpointing(m) == 4  # 2 encoder + 2 decoder blocks
+        x = torch.rand(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        rec, moments, _ = Autoencoder(m)(x, False, None, None, False)
+        (rec.square().mean() + moments.square().mean()).backward()
+        return {k: p.grad for k, p in m.named_parameters() if p.grad is not None}
+
+    a, b = grads(False), grads(True)
+    assert a.keys() == b.keys() and len(a) > 100
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
