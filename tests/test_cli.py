@@ -55,6 +55,7 @@ def test_models_table_and_json():
     assert proc.returncode == 0
     assert "vidtok-kl-causal-488-4chn" in proc.stdout and "29.64" in proc.stdout
     assert f"({len(list(Path(__file__).parents[1].glob('models/*.toml')))} models)" in proc.stdout
+    assert "vidtwin-structure-7-7-8-dynamics-7-8" in proc.stdout and "28.14" in proc.stdout
     assert proc.stdout.index("vidtok-default-kl") < proc.stdout.index("vidtok-kl-causal-488-4chn")
     proc = cli("models", "--json")
     cards = json.loads(proc.stdout)

@@ -83,6 +83,11 @@ class VidTwinConfig:
         return (self.d_dim, self.grid[0], self.dynamics_size)
 
     @property
+    def regularizer(self) -> str:
+        """Always "kl" (the diagonal Gaussian of the official VAE)."""
+        return "kl"
+
+    @property
     def clip_frames(self) -> int:
         return self.input_size[0]
 

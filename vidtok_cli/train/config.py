@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "cli_fields", "flags", "lr_factor", "option"]
 
 
+# The official loss settings of each trainable family (VidTok configs; VidTwin's
+# vidtwin_structure_7_7_8_dynamics_7_8.yaml: no LeCam, no cross-entropy generator loss).
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vidtok": {"perceptual_weight": 1.0, "disc_weight": 0.2, "kl_weight": 1e-6, "lecam_weight": 0.005,
+               "gen_loss": "non-saturating"},
+    "vidtwin": {"perceptual_weight": 0.05, "disc_weight": 0.05, "kl_weight": 1e-3, "lecam_weight": 0.0,
+                "gen_loss": "hinge"},
+}  # fmt: skip
+
+
 def option(default: Any, help: str, *flags: str, choices: tuple[str, ...] | None = None) -> Any:
     """A `TrainConfig` field that is a ``vidtok train`` option.
 
@@ -101,19 +111,23 @@ class TrainConfig:
     clip_grad: float = option(20.0, "Gradient-norm clipping (0: off).")
     ema: float = option(0.999, "EMA decay of the weights (0: off).")
     # loss
-    perceptual_weight: float = option(1.0, "LPIPS weight (0: no LPIPS).")
+    perceptual_weight: float | None = option(None, "LPIPS weight (0: no LPIPS; default 1, VidTwin 0.05).")
     lpips_weights: str | None = option(None, "Folder with the LPIPS VGG16 weights.")
     disc_start: int = option(10000, "Step at which the GAN loss starts.")
-    disc_weight: float = option(0.2, "GAN weight (times the adaptive weight).")
+    disc_weight: float | None = option(
+        None, "GAN weight (times the adaptive weight; default 0.2, VidTwin 0.05)."
+    )
     disc_loss: str = option("hinge", "Discriminator loss: hinge or vanilla.", choices=("hinge", "vanilla"))
-    gen_loss: str = option(
-        "non-saturating", "Generator GAN loss: non-saturating or hinge.", choices=("non-saturating", "hinge")
+    gen_loss: str | None = option(
+        None,
+        "Generator GAN loss: non-saturating or hinge (default non-saturating, VidTwin hinge).",
+        choices=("non-saturating", "hinge"),
     )
     disc_dim: str = option("2d", "PatchGAN on frames (2d) or clips (3d).", choices=("2d", "3d"))
     disc_layers: int = option(3, "PatchGAN depth.")
-    lecam_weight: float = option(0.005, "LeCam regularisation weight.")
+    lecam_weight: float | None = option(None, "LeCam regularisation weight (default 0.005, VidTwin 0).")
     learn_logvar: bool = option(True, "Learn the output log-variance.", "--learn-logvar/--fixed-logvar")
-    kl_weight: float = option(1e-6, "KL weight (KL models).")
+    kl_weight: float | None = option(None, "KL weight (KL models; default 1e-6, VidTwin 1e-3).")
     kl_warmup: int | None = option(None, "KL warm-up steps (default 2000 from scratch).")
     posterior_logvar_init: float | None = option(
         None, "Initial encoder log-variance (default -6 for KL from scratch)."
@@ -180,26 +194,33 @@ class TrainConfig:
         parse_resize(self.resize)
         for f in cli_fields():
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
+            if choices and getattr(self, f.name) not in (*choices, None):
                 raise UsageError(f"{flags(f)[0]} must be {', '.join(choices[:-1])} or {choices[-1]}")
         if not 0 <= self.ema < 1:
             raise UsageError("--ema must be in [0, 1) (0 disables it)")
-        if self.perceptual_weight < 0 or self.kl_weight < 0:
+        if any(
+            (w or 0) < 0
+            for w in (self.perceptual_weight, self.kl_weight, self.disc_weight, self.lecam_weight)
+        ):
             raise UsageError("loss weights must be >= 0")
         try:
-            self.loss_config()
+            self.resolved(False, "kl").loss_config()
         except ValueError as e:
             raise UsageError(str(e)) from e
 
-    def resolved(self, from_scratch: bool, regularizer: str) -> TrainConfig:
+    def resolved(self, from_scratch: bool, regularizer: str, family: str = "vidtok") -> TrainConfig:
         """A copy with the automatic values filled in.
 
+        The loss weights left unset are the official ones of the model ``family`` (`LOSS_DEFAULTS`).
         ``warmup``: min(1000, steps / 10). ``lr``: 1e-4 from scratch, 1e-5 (the official value) when
         fine-tuning. ``kl_warmup``: 2000 steps
         from scratch, 0 when fine-tuning. ``posterior_logvar_init``: -6 for a KL model from scratch (none
         otherwise).
         """
         c = dataclasses.replace(self)
+        for name, value in LOSS_DEFAULTS.get(family, LOSS_DEFAULTS["vidtok"]).items():
+            if getattr(c, name) is None:
+                setattr(c, name, value)
         if c.warmup is None:
             c.warmup = min(1000, c.steps // 10)
         if c.lr is None:

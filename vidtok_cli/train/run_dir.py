@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from .. import atomic, checkpoints, zoo
+from .. import atomic, checkpoints, families, zoo
 from .._version import __version__
-from ..arch.config import VidTokConfig
 from ..errors import CheckpointError, UsageError, VidtokError
 
 __all__ = [
@@ -143,10 +142,18 @@ def card_name(base: str | None, out: Path) -> str:
     return name
 
 
-def run_card(a: VidTokConfig, name: str, base_name: str | None, from_scratch: bool) -> dict[str, Any]:
-    """The card fields of a checkpoint of architecture ``a`` trained from ``base_name``."""
-    desc = f"VidTok trained with `vidtok train` ({'from scratch' if from_scratch else 'fine-tuned'}"
+def run_card(a: Any, name: str, base_name: str | None, from_scratch: bool) -> dict[str, Any]:
+    """The card fields of a checkpoint of architecture ``a`` (VidTok or VidTwin) trained from ``base_name``."""
+    family = families.for_config(a).name
+    desc = f"{'VidTwin' if family == 'vidtwin' else 'VidTok'} trained with `vidtok train` "
+    desc += f"({'from scratch' if from_scratch else 'fine-tuned'}"
     desc += f" from {base_name})" if base_name else ")"
+    if family == "vidtwin":
+        return {
+            "name": name, "family": family, "version": "v1.0", "description": desc, "causal": False,
+            "temporal_factor": a.clip_frames, "spatial_factor": a.spatial_factor, "regularizer": "kl",
+            "latent_channels": a.expect_ch, "weights": "model.safetensors",
+        }  # fmt: skip
     return {
         "name": name,
         "family": "vidtok",
@@ -164,13 +171,14 @@ def run_card(a: VidTokConfig, name: str, base_name: str | None, from_scratch: bo
 
 
 def weights_metadata(
-    arch: VidTokConfig, card: dict[str, Any], metrics: dict[str, Any], out: Path, step: int
+    arch: Any, card: dict[str, Any], metrics: dict[str, Any], out: Path, step: int
 ) -> dict[str, str]:
     """The safetensors metadata of a checkpoint's weights (what ``vidtok convert`` writes, plus the step)."""
     card_meta = {**card, "config": arch.to_dict(), "metrics": metrics, "training_run": str(out)}
     card_meta.pop("weights")
     return {
         checkpoints.META_FORMAT_VERSION: checkpoints.FORMAT_VERSION,
+        checkpoints.META_FAMILY: families.for_config(arch).name,
         checkpoints.META_CONFIG: json.dumps(arch.to_dict(), sort_keys=True),
         checkpoints.META_CARD: json.dumps(card_meta, sort_keys=True),
         "vidtok.tool_version": __version__,

@@ -1,7 +1,8 @@
 """The models of a training run: where the autoencoder comes from (``--config``, ``--model``, ``--init``
 or ``--resume``; loaded with ``loading.load_model`` and built through the family registry), how it is
 prepared (posterior log-variance, freezing, gradient checkpointing), the ``Autoencoder`` that DDP wraps
-and the perceptual loss network. Training is VidTok-specific: other families are refused here.
+and the perceptual loss network. The trainable families are VidTok and VidTwin (the same official loss:
+L1 + LPIPS + GAN + KL); other families are refused here, and the family-specific parts live here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from torch import Tensor, nn
 from ..arch.config import VidTokConfig
 from ..arch.layers import FrameAttention, ResnetBlock2D, ResnetBlock3D, StreamState, TemporalResBlock
 from ..arch.regularizers import FSQ
+from ..arch.transformer import STBlock
 from ..arch.vidtok import VidTokModel
+from ..arch.vidtwin import VidTwinModel
+from ..arch.vidtwin_config import VidTwinConfig
 from ..errors import ConfigError, UsageError, WeightsUnavailableError
 from ..tokenizer import ModuleTokenizer
 from .config import TrainConfig
@@ -41,7 +45,10 @@ __all__ = [
 ]
 
 TRIVIAL_INIT = "trivial"  # --init keyword: start from weights that compute the trivial codec
-FAMILY = "vidtok"  # the model family the trainer trains
+FAMILY = "vidtok"  # the model family --init trivial and untagged card files mean
+TRAINABLE = ("vidtok", "vidtwin")  # the families the trainer trains
+Model = VidTokModel | VidTwinModel
+Arch = VidTokConfig | VidTwinConfig
 
 
 # ---------------------------------------------------------------------------- where the weights come from
@@ -55,8 +62,8 @@ class ModelSource:
     ``--init``), if any. ``base_name``: the name of what the run starts from, for its model card.
     """
 
-    model: VidTokModel
-    arch: VidTokConfig
+    model: Model
+    arch: Arch
     from_scratch: bool
     base_name: str | None = None
     state: dict[str, Any] | None = None
@@ -82,8 +89,10 @@ def model_from_options(cfg: TrainConfig) -> ModelSource:
     from .. import families
 
     torch.manual_seed(cfg.seed)
-    model = families.get(FAMILY).build(explicit)
+    model = families.for_config(explicit).build(explicit)
     if trivial:
+        if not isinstance(model, VidTokModel):
+            raise UsageError("--init trivial initialises VidTok architectures only")
         logvar = -10.0 if cfg.posterior_logvar_init is None else cfg.posterior_logvar_init
         try:
             trivial_init_(model, logvar=logvar)
@@ -93,7 +102,7 @@ def model_from_options(cfg: TrainConfig) -> ModelSource:
     return ModelSource(model, explicit, not trivial, base_name)
 
 
-def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
+def arch_from_config(config: str) -> tuple[Arch, str]:
     """Architecture from a card TOML (weights not needed), an official YAML/JSON or a zoo name, and the
     name of that source."""
     from .. import families
@@ -112,9 +121,10 @@ def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
         arch = data.get("architecture")
         if not isinstance(arch, dict):
             raise ConfigError(f"{p}: the card has no [architecture] table")
-        _check_family(str(data.get("family", FAMILY)), str(p))
+        family = str(data.get("family", FAMILY))
+        _check_family(family, str(p))
         try:
-            cfg = families.get(FAMILY).config_from_dict(dict(arch))
+            cfg = families.get(family).config_from_dict(dict(arch))
         except (ConfigError, ValueError, TypeError) as e:
             raise ConfigError(f"{p}: [architecture]: {e}") from e
         return cfg, str(data.get("name") or p.stem)
@@ -125,25 +135,27 @@ def arch_from_config(config: str) -> tuple[VidTokConfig, str]:
 
 
 def _check_family(family: str, ref: Any) -> None:
-    if family != FAMILY:
-        raise UsageError(f"{ref}: a model of the {family} family; vidtok train trains VidTok models only")
+    if family not in TRAINABLE:
+        raise UsageError(
+            f"{ref}: a model of the {family} family; vidtok train trains VidTok and VidTwin models only"
+        )
 
 
-def _trainable(tok: ModuleTokenizer, ref: Any) -> tuple[VidTokModel, VidTokConfig]:
+def _trainable(tok: ModuleTokenizer, ref: Any) -> tuple[Model, Arch]:
     """The module and architecture of a loaded tokenizer (UsageError for a family the trainer cannot train)."""
     _check_family(tok.family, ref)
     module = tok.module
-    assert isinstance(module, VidTokModel)
+    assert isinstance(module, (VidTokModel, VidTwinModel))
     return module, module.cfg
 
 
-def _load_weights(path: Path, explicit: VidTokConfig | None) -> tuple[VidTokModel, VidTokConfig]:
+def _load_weights(path: Path, explicit: Arch | None) -> tuple[Model, Arch]:
     from ..loading import load_model
 
     return _trainable(load_model(path, config=explicit, device="cpu", dtype="float32"), path)
 
 
-def _init_from(ref: str, explicit: VidTokConfig | None, base_name: str | None) -> ModelSource:
+def _init_from(ref: str, explicit: Arch | None, base_name: str | None) -> ModelSource:
     """Initial weights from a zoo name, a weights file or a run directory (plus, for a run, its training
     state: discriminator and output log-variance). ``base_name`` stays for a run without a state."""
     from ..loading import load_model
@@ -170,8 +182,14 @@ def _init_from(ref: str, explicit: VidTokConfig | None, base_name: str | None) -
 # ---------------------------------------------------------------------------- preparing the model
 
 
-def check_clip_length(a: VidTokConfig, frames: int, option: str) -> None:
+def check_clip_length(a: Arch, frames: int, option: str) -> None:
     """UsageError unless clips of ``frames`` frames fit the temporal factor of ``a``."""
+    if isinstance(a, VidTwinConfig):
+        if frames != a.clip_frames:
+            raise UsageError(
+                f"{option} {frames}: a VidTwin model takes clips of exactly {a.clip_frames} frames"
+            )
+        return
     if a.causal and (frames - 1) % a.time_downsample_factor:
         raise UsageError(
             f"{option} {frames}: a causal model with temporal factor {a.time_downsample_factor} takes "
@@ -183,15 +201,27 @@ def check_clip_length(a: VidTokConfig, frames: int, option: str) -> None:
         )
 
 
-def init_posterior_logvar(model: VidTokModel, z_channels: int, value: float) -> None:
+def check_clip_size(a: Arch, size: int, option: str) -> None:
+    """UsageError unless square clips of ``size`` pixels fit ``a`` (VidTwin: exactly its input size)."""
+    if isinstance(a, VidTwinConfig) and (size, size) != a.input_size[1:]:
+        raise UsageError(f"{option} {size}: a VidTwin model takes {a.input_size[2]}x{a.input_size[1]} frames")
+
+
+def init_posterior_logvar(model: Model, value: float) -> None:
     """Sets the bias of the encoder's log-variance outputs (KL) to ``value``."""
+    if isinstance(model, VidTwinModel):
+        with torch.no_grad():
+            model.bottle_down.bias[model.cfg.expect_ch :].fill_(value)
+            model.motion_head.bias[model.cfg.d_dim :].fill_(value)
+        return
+    z_channels = model.cfg.z_channels
     conv = model.encoder.conv_out
     conv = conv.conv if hasattr(conv, "conv") else conv
     with torch.no_grad():
         conv.bias[z_channels:].fill_(value)
 
 
-def prepare_model(model: VidTokModel, cfg: TrainConfig, device: torch.device) -> VidTokModel:
+def prepare_model(model: Model, cfg: TrainConfig, device: torch.device) -> Model:
     """The model on ``device`` in float32 and training mode, frozen parts and checkpointing applied."""
     model = model.to(device, torch.float32).train()
     if cfg.freeze_encoder:
@@ -203,7 +233,7 @@ def prepare_model(model: VidTokModel, cfg: TrainConfig, device: torch.device) ->
     return model
 
 
-def enable_gradient_checkpointing(model: VidTokModel) -> int:
+def enable_gradient_checkpointing(model: Model) -> int:
     """Recompute every residual/attention block in the backward pass instead of storing activations.
 
     Valid for whole-clip training (each block then starts with empty causal caches, so running it on a
@@ -228,6 +258,12 @@ def enable_gradient_checkpointing(model: VidTokModel) -> int:
                 final = state.final
                 return checkpoint(lambda y: _f(y, StreamState(final=final)), x, use_reentrant=False)
 
+        elif isinstance(m, STBlock):  # VidTwin
+            plain = m.forward
+
+            def fwd(x: Tensor, *args: Any, _f: Callable[..., Tensor] = plain) -> Tensor:  # type: ignore[misc]
+                return checkpoint(_f, x, *args, use_reentrant=False)
+
         else:
             continue
         m.forward = fwd  # type: ignore[method-assign]
@@ -236,8 +272,10 @@ def enable_gradient_checkpointing(model: VidTokModel) -> int:
     return n
 
 
-def last_layer(model: VidTokModel) -> Tensor:
-    """The decoder's output convolution weight (the adaptive GAN weight is computed on it)."""
+def last_layer(model: Model) -> Tensor:
+    """The decoder's output layer weight (the adaptive GAN weight is computed on it)."""
+    if isinstance(model, VidTwinModel):
+        return model.decoder.final_layer.linear.weight
     conv = model.decoder.conv_out
     return conv.conv.weight if hasattr(conv, "conv") else conv.weight
 
@@ -245,7 +283,7 @@ def last_layer(model: VidTokModel) -> Tensor:
 class Autoencoder(nn.Module):
     """What DDP wraps on the generator side: the VidTok model plus the learned output log-variance."""
 
-    def __init__(self, model: VidTokModel, logvar_init: float = 0.0, learn_logvar: bool = True):
+    def __init__(self, model: Model, logvar_init: float = 0.0, learn_logvar: bool = True):
         super().__init__()
         self.model = model
         self.logvar = nn.Parameter(torch.tensor(float(logvar_init)), requires_grad=learn_logvar)
@@ -258,8 +296,14 @@ class Autoencoder(nn.Module):
         logvar_max: float | None,
         frozen_encoder: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """(reconstruction, encoder moments, latent fed to the decoder)."""
+        """(reconstruction, encoder moments, latent fed to the decoder).
+
+        VidTwin: the three KL moments flattened into one (B, 2, N) tensor (mean | log-variance), whose KL
+        is the sum of the three; the latent is the structure latent.
+        """
         m = self.model
+        if isinstance(m, VidTwinModel):
+            return self._vidtwin(x, sample, noise, logvar_max, frozen_encoder)
         with torch.no_grad() if frozen_encoder else contextlib.nullcontext():
             enc = m.encode(x)
         moments = enc.moments
@@ -275,6 +319,27 @@ class Autoencoder(nn.Module):
                 latent = mean + torch.exp(0.5 * logvar) * eps.to(mean.dtype)
             moments = torch.cat([mean, logvar], dim=1)
         return m.decode(latent), moments, latent
+
+    def _vidtwin(
+        self, x: Tensor, sample: bool, noise: torch.Generator | None, logvar_max: float | None, frozen: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        m = self.model
+        assert isinstance(m, VidTwinModel)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            _, *moments = m.encode_moments(x)
+        hi = 20.0 if logvar_max is None else min(20.0, logvar_max)
+        latents, flat = [], []
+        for mom in moments:
+            mean, logvar = mom.chunk(2, dim=1)
+            logvar = logvar.clamp(-30.0, hi)
+            latent = mean
+            if sample:
+                eps = torch.randn(mean.shape, generator=noise, device=mean.device, dtype=torch.float32)
+                latent = mean + torch.exp(0.5 * logvar) * eps.to(mean.dtype)
+            latents.append(latent)
+            flat.append(torch.stack([mean.flatten(1), logvar.flatten(1)], dim=1))
+        structure = latents[0].permute(0, 2, 3, 4, 1)
+        return m.decode(structure, latents[1], latents[2]), torch.cat(flat, dim=2), structure
 
 
 # ---------------------------------------------------------------------------- the perceptual loss

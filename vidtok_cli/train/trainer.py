@@ -50,9 +50,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import checkpoints, runtime
+from .. import checkpoints, families, runtime
 from .._version import __version__
-from ..arch.config import VidTokConfig
 from ..errors import CheckpointError
 from ..tokenizer import state_dict_sha256
 from . import data as datamod
@@ -139,18 +138,22 @@ class Trainer:
             src = setup.model_from_options(cfg)
         self.base_name = src.base_name
         self.from_scratch = src.from_scratch
-        self.arch: VidTokConfig = src.arch
-        self.cfg = cfg = cfg.resolved(src.from_scratch, src.arch.regularizer)
+        self.arch: setup.Arch = src.arch
+        family = families.for_config(src.arch).name
+        self.cfg = cfg = cfg.resolved(src.from_scratch, src.arch.regularizer, family)
         if (
             self.resume_dir is None
             and src.from_scratch
             and src.arch.regularizer == "kl"
             and cfg.posterior_logvar_init is not None
         ):
-            setup.init_posterior_logvar(src.model, src.arch.z_channels, cfg.posterior_logvar_init)
+            setup.init_posterior_logvar(src.model, cfg.posterior_logvar_init)
         setup.check_clip_length(src.arch, cfg.frames, "--frames")
+        setup.check_clip_size(src.arch, cfg.size, "--size")
         if cfg.val_frames is not None:
             setup.check_clip_length(src.arch, cfg.val_frames, "--val-frames")
+        if cfg.val_size is not None:
+            setup.check_clip_size(src.arch, cfg.val_size, "--val-size")
         self.model = setup.prepare_model(src.model, cfg, self.device)
         self.ae = setup.Autoencoder(self.model, 0.0, cfg.learn_logvar).to(self.device)
         if self.resume_dir is None and src.state is not None and "logvar" in src.state:
@@ -410,7 +413,7 @@ class Trainer:
         for clip in self._val_clips():
             x = clip[None].to(self.device)
             with self._autocast():
-                y = self.model.decode(self.model.encode(x).latent)
+                y = self.ae(x, False, None, None, False)[0]  # the posterior mode's reconstruction
             x01 = (x.float()[0].transpose(0, 1) + 1) / 2  # (T, 3, H, W) in [0, 1]
             y01 = (y.float()[0].transpose(0, 1).clamp(-1, 1) + 1) / 2
             p = psnr(x01, y01)
