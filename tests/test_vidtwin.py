@@ -225,6 +225,101 @@ def test_official_yaml_gives_the_card_config(tmp_path: Path):
     assert cfg == zoo.get_card(CARD).config and card is None
 
 
+# The official YAML's layout (model.target, model.params with the three sub-configs, loss, regularizer and
+# training keys vidtok ignores), written here from the fixture's values; ``${...}`` references tie the decoder
+# and the Q-Former's context width to the encoder, as OmegaConf would resolve them.
+_FIXTURE_YAML = """\
+model:
+  base_learning_rate: 1.6e-4
+  target: {engine_target}
+  params:
+    input_key: jpg
+    monitor: val/rec_loss
+    ckpt_path: PATH_TO_CHECKPOINT
+    ignore_keys: []
+    expect_ch: {expect_ch}
+    cont_num_blocks: {cont_num_blocks}
+    downsample_motion: True
+    motion_num_blocks: {motion_num_blocks}
+    d_dim: {d_dim}
+    init_ch: {init_ch}
+    temporal_qformer_config:
+      target: vidtwin.modules.qformer.MyQformerInterface
+      params:
+        num_query_tokens: {q[num_query_tokens]}
+        query_hidden_size: {q[query_hidden_size]}
+        encoder_hidden_size: ${{model.params.encoder_config.params.hidden_size}}
+        num_hidden_layers: {q[num_hidden_layers]}
+        intermediate_size: {q[intermediate_size]}
+        num_attention_heads: {q[num_attention_heads]}
+    encoder_config:
+      target: vidtwin.modules.st_transformer.STTEncoder
+      params:
+        in_channels: 3
+        input_size: {e[input_size]}
+        patch_size: {e[patch_size]}
+        hidden_size: {e[hidden_size]}
+        depth: {e[depth]}
+        num_heads: {e[num_heads]}
+        temporal_casual: true
+    decoder_config:
+      target: vidtwin.modules.st_transformer.STTDecoder
+      params:
+        in_channels: 3
+        input_size: ${{model.params.encoder_config.params.input_size}}
+        patch_size: ${{model.params.encoder_config.params.patch_size}}
+        hidden_size: ${{model.params.encoder_config.params.hidden_size}}
+        depth: ${{model.params.encoder_config.params.depth}}
+        num_heads: ${{model.params.encoder_config.params.num_heads}}
+        temporal_casual: true
+    loss_config:
+      target: vidtok.modules.losses.GeneralLPIPSWithDiscriminator
+      params:
+        perceptual_weight: 0.05
+        disc_weight: 0.05
+        regularization_weights:
+          kl_loss: 0.001
+    regularizer_config:
+      target: vidtok.modules.regularizers.DiagonalGaussianRegularizer
+      params:
+        sample: True
+data:
+  params:
+    batch_size: 2
+lightning:
+  trainer:
+    devices: 4
+"""
+
+
+def test_official_yaml_with_interpolations_loads_the_fixture_to_parity(
+    ref: Path, io, io_fp32, tmp_path: Path
+):
+    """No mirror needed: an official-layout YAML of the fixture gives the same model as its config.json."""
+    facts = json.loads((ref / "config.json").read_text())
+    params = facts["model_params_used"]
+    text = _FIXTURE_YAML.format(
+        engine_target=facts["engine_target"],
+        q=params["temporal_qformer_config"]["params"],
+        e=params["encoder_config"]["params"],
+        **{k: params[k] for k in ("expect_ch", "cont_num_blocks", "motion_num_blocks", "d_dim", "init_ch")},
+    )
+    assert text.count("${") == 6
+    path = tmp_path / "vidtwin_fixture.yaml"
+    path.write_text(text)
+    m = vidtok_cli.load_model(ref / "model.ckpt", config=path)
+    assert m.family == "vidtwin" and m.module.cfg.input_size == (8, 64, 64)
+    assert m.module.cfg == vidtok_cli.load_model(ref / "model.ckpt", config=ref / "config.json").module.cfg
+    ours = _outputs(m.module, io)
+    for name in sorted(set(io_fp32) - {"kl_loss_a"}):
+        diff = (ours[name] - io_fp32[name]).abs().max().item()
+        assert diff <= 1e-4, f"{name}: {diff}"
+    broken = text.replace("${model.params.encoder_config.params.depth}", "${model.params.encoder.depth}")
+    (tmp_path / "broken.yaml").write_text(broken)
+    with pytest.raises(ConfigError, match="cannot resolve"):
+        vidtok_cli.load_model(ref / "model.ckpt", config=tmp_path / "broken.yaml")
+
+
 def test_official_structure_with_interpolations_is_vidtwin_not_vidtok(ref: Path):
     params = json.loads((ref / "config.json").read_text())["model_params_used"]
     params = {**params, "decoder_config": "${model.params.encoder_config}"}
