@@ -14,6 +14,7 @@ import numpy as np
 
 from . import hub, video, vtok
 from .atomic import refuse_existing
+from .cross import StreamsFrom, open_streams_from, swap_streams
 from .dtypes import parse_latent_dtype
 from .errors import UsageError, VidtokError
 from .runtime import compute_dtype, precision_name
@@ -352,12 +353,12 @@ def _decoded_blocks(
     tile_overlap: int | None = None,
     autocast_dtype: Any = None,
     only: str | None = None,
-    swap: tuple[vtok.VtokReader, tuple[str, ...]] | None = None,
+    swap: StreamsFrom | None = None,
 ) -> Iterator[np.ndarray]:
     """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed.
 
-    ``only``: decode this stream group alone. ``swap``: (another open file, stream names): those streams
-    are taken from the other file's chunk of the same place, chunk by chunk.
+    ``only``: decode this stream group alone. ``swap``: streams taken from another file's chunk of the same
+    place, chunk by chunk (`cross.swap_streams`).
     """
     import torch
 
@@ -365,25 +366,9 @@ def _decoded_blocks(
 
     h = reader.header
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
-    other = iter(()) if swap is None else swap[0].iter_chunks(start_frame)
 
     def chunks() -> Iterator[EncodedChunk]:
-        for c in reader.iter_chunks(start_frame):
-            latents = dict(c.latents)
-            if swap is not None:
-                o = next(other, None)
-                if o is None:
-                    return
-                if (o.first_frame, o.end_frame, o.first_latent) != (
-                    c.first_frame,
-                    c.end_frame,
-                    c.first_latent,
-                ):
-                    raise VidtokError(
-                        f"{swap[0].path}: its chunk at frame {o.first_frame} does not line up with "
-                        f"{reader.path}'s at frame {c.first_frame}; re-encode both with the same options"
-                    )
-                latents.update({name: o.latents[name] for name in swap[1]})
+        for c, latents in swap_streams(reader.iter_chunks(start_frame), swap, start_frame, reader.path):
             yield EncodedChunk(
                 latents={name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in latents.items()},
                 first_latent=c.first_latent,
@@ -464,14 +449,7 @@ def decode_file(
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
     swap, warning = None, None
     if streams_from is not None:
-        other_path, group = Path(streams_from[0]), streams_from[1]
-        check_only(group, m, option=f"--{group}-from")
-        if only is not None:
-            raise UsageError(f"--only and --{group}-from cannot be combined")
-        other = vtok.VtokReader(other_path)
-        _check_same_model(h, other.header, m, group, src, other_path)
-        swap = (other, tuple(m.stream_groups[group]))
-        total, warning = _shorter(m, src, total, other_path, int(other.header["source"]["frame_count"]))
+        swap, total, warning = open_streams_from(streams_from, m, h, src, only, total)
     if start_frame < 0 or start_frame >= total:
         raise UsageError(f"--start-frame {start_frame} is outside the file's {total} frames")
     end = total if frames is None else min(total, start_frame + frames)
@@ -540,39 +518,3 @@ def _output_size(header: dict[str, Any], size: str | None, src: Path) -> tuple[i
     if not (isinstance(wh, list) and len(wh) == 2 and all(type(v) is int and v > 0 for v in wh)):
         raise UsageError(f"--size source: {src} records no source size (only fixed-size models resize)")
     return int(wh[0]), int(wh[1])
-
-
-def _check_same_model(
-    h: dict[str, Any], other: dict[str, Any], m: Any, group: str, path: Path, other_path: Path
-) -> None:
-    """VidtokError unless ``other`` (a header) was made by the same model as ``h`` with the same shapes of
-    the streams of ``group``."""
-    mine, theirs = h["model"], other["model"]
-    if (mine.get("sha256"), mine.get("family")) != (theirs.get("sha256"), theirs.get("family")):
-        raise VidtokError(
-            f"{other_path} was made with another model ({theirs.get('card')}, sha256 "
-            f"{str(theirs.get('sha256'))[:12]}...) than {path} ({mine.get('card')}, sha256 "
-            f"{str(mine.get('sha256'))[:12]}...); --{group}-from needs files of the same model"
-        )
-    shapes = {s.name: s.shape for s in vtok.parse_streams(h["streams"])}
-    for s in vtok.parse_streams(other["streams"]):
-        if s.name in m.stream_groups[group] and shapes.get(s.name) != s.shape:
-            raise VidtokError(
-                f"{other_path}: stream {s.name!r} has steps of shape {list(s.shape)}, {path}'s "
-                f"{list(shapes.get(s.name) or [])}; encode both at the same size"
-            )
-
-
-def _shorter(m: Any, path: Path, total: int, other_path: Path, other_total: int) -> tuple[int, str | None]:
-    """The frame count to decode when streams come from another file (the shorter of the two), and a
-    warning when the files hold different numbers of clips."""
-    clip = m.frame_layout.clip_frames
-    clips, other_clips = -(-total // clip), -(-other_total // clip)
-    n = min(total, other_total)
-    if clips == other_clips:
-        return n, None
-    k = min(clips, other_clips)
-    return n, (
-        f"{path.name} holds {clips} clips, {other_path.name} {other_clips}: decoded the first "
-        f"{k} clip{'s' if k != 1 else ''} ({n} frames)"
-    )
