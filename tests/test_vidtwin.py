@@ -343,6 +343,7 @@ def test_card_shows_the_paper_numbers():
     assert card.metrics["compression_rate"] == "0.20%"
     cfg = card.config
     assert cfg.structure_shape == (16, 7, 7, 8) and cfg.dynamics_shape == (8, 16, 7)
+    assert "could not be checked offline" in Path(card.path).read_text()  # the unverified Hub file name
 
 
 def test_config_round_trip_and_validation():
@@ -377,3 +378,23 @@ def test_tiny_vidtwin_helper_round_trips(tmp_path: Path):
         y = m.decode(m.encode(x).latents)
     assert y.shape == x.shape and m.frame_layout.input_size == (32, 32)
     assert y.abs().max() > 0
+
+
+@pytest.mark.slow
+def test_clip_models_benchmark_small_mode(tmp_path: Path):
+    """benchmarks/clip_models.py --small: one JSON line per model, each in its own process."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks/clip_models.py"), "--small", "--repeats", "1", "--json"],
+        capture_output=True, text=True, cwd=root, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["model"].split()[0] for r in rows] == [CARD, "lavit-motion"]
+    assert all(
+        r["encode_clips_per_s"] > 0 and r["decode_clips_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows
+    )
+    assert rows[0]["clip"] == "4x32x32" and rows[1]["tokens_per_clip"] == 135
+    assert rows[1]["encode_tokens_per_s"] == pytest.approx(135 * rows[1]["encode_clips_per_s"])
