@@ -55,6 +55,8 @@ def encode_file(
     clip_overlap: int = 0,
     psnr: bool = False,
     precision: str = "auto",
+    clips: str | None = None,
+    keyframe_model: Any = None,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
 
@@ -65,7 +67,8 @@ def encode_file(
     ``tile``/``tile_overlap``: encode overlapping spatial tiles of this many pixels (large frames).
     ``clip_overlap``: non-causal models only; consecutive 16-frame clips share this many frames, which
     decoding cross-fades. ``precision``: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``fp32``,
-    ``bf16`` or ``fp16`` (see ``runtime``).
+    ``bf16`` or ``fp16`` (see ``runtime``). ``clips`` / ``keyframe_model``: motion-token models only
+    (``input_kind == "motion"``, see ``motion_codec``): the clip plan and the key frames' model.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -74,6 +77,29 @@ def encode_file(
         raise UsageError("--crop needs --size")
     latent_dtype = parse_latent_dtype(latent_dtype)
     m = _resolve_model(model, device)
+    if getattr(m, "input_kind", "frames") == "motion":
+        from .motion_codec import encode_motion_file, refuse_options
+
+        refuse_options(
+            {"--fps": fps is not None, "--size": bool(size), "--crop": crop, "--start": bool(start),
+             "--duration": duration is not None, "--max-frames": max_frames is not None,
+             "--segment-frames": bool(segment_frames), "--tile": tile is not None,
+             "--tile-overlap": tile_overlap is not None, "--clip-overlap": bool(clip_overlap),
+             "--psnr": psnr, "--chunk-frames": chunk_frames != 16,
+             "--precision": precision not in ("auto", "fp32")},
+            "a motion-token model",
+        )  # fmt: skip
+        return encode_motion_file(
+            src, dst, m, clips=clips or "default", keyframe_model=keyframe_model, latent_dtype=latent_dtype,
+            force=force, device=device, progress=progress,
+        )  # fmt: skip
+    if clips is not None or keyframe_model is not None:
+        given = ", ".join(
+            k for k, v in (("--clips", clips), ("--keyframe-model", keyframe_model)) if v is not None
+        )
+        raise UsageError(
+            f"{given}: only for motion-token models (e.g. lavit-motion); this model takes frames"
+        )
     _check_stream_options(m, chunk_frames, segment_frames, clip_overlap, tile, tile_overlap)
     input_size = m.frame_layout.input_size
     if input_size is not None and (size or crop):
@@ -332,10 +358,15 @@ def _load_for_file(header: dict[str, Any], weights: Any, device: Any, path: Path
         weights=weights,
         device=device,
         where=str(path),
+        config=header.get("model_config"),
     )
     sf, file_sf = m.frame_layout.spatial_factor, header["frame_layout"]["spatial_factor"]
     family = header["model"].get("family", "vidtok")
     problem = None if m.family == family else f"it holds {family} latents, the model is a {m.family} model"
+    if problem is None and getattr(m, "input_kind", "frames") == "motion":  # key frames: their own model
+        from .motion_codec import attach_keyframe_model
+
+        attach_keyframe_model(m, header, device, str(path))
     problem = problem or _stream_mismatch(m.latent_specs, vtok.parse_streams(header["streams"]))
     if problem is None and sf != file_sf:
         problem = f"the model's spatial factor /{sf} differs from the file's /{file_sf}"
@@ -416,6 +447,7 @@ def decode_file(
     only: str | None = None,
     streams_from: tuple[str | os.PathLike[str], str] | None = None,
     size: str | None = None,
+    view: str | None = None,
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
@@ -425,7 +457,8 @@ def decode_file(
     .vtok file of the same model, a stream group): that group's streams are taken from the other file,
     chunk by chunk (cross-reenactment); when the files hold different numbers of clips the shorter decides
     and the summary's ``warning`` says so. ``size``: ``"source"`` scales the frames of a fixed-size model
-    back to the source video's width x height (recorded at encode time).
+    back to the source video's width x height (recorded at encode time). ``view``: motion-token files
+    only (``motion_codec``): ``"motion"`` writes the colour-coded motion field.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -439,6 +472,21 @@ def decode_file(
     h = reader.header
     out_wh = _output_size(h, size, src)
     m = _load_for_file(h, weights, device, src)
+    if getattr(m, "input_kind", "frames") == "motion":
+        from .motion_codec import decode_motion_file, refuse_options
+
+        refuse_options(
+            {"--size": size is not None, "--tile": tile is not None,
+             "--tile-overlap": tile_overlap is not None, "--start-frame": bool(start_frame), "--frames": frames is not None,
+             "--dynamics-from": streams_from is not None},
+            "a motion-token file",
+        )  # fmt: skip
+        return decode_motion_file(
+            src, dst, reader, m, view=view or "frames", only=only, fmt=fmt, crf=crf, preset=preset,
+            force=force, progress=progress,
+        )  # fmt: skip
+    if view is not None and view != "frames":
+        raise UsageError(f"--view {view}: only for motion-token files (e.g. lavit-motion)")
     amp = compute_dtype(precision, m.device)
     from .stream import check_fixed_size_tile, check_only, check_tile
 

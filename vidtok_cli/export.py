@@ -4,7 +4,9 @@ Every stream becomes one array named after it, its chunks concatenated along the
 (continuous streams float32, token streams int64), plus per-chunk arrays ``<stream>.first_frame``,
 ``<stream>.end_frame`` and ``<stream>.first_step`` (where each chunk starts along that axis). The file's
 header goes along as JSON: safetensors metadata ``header`` (with ``format``, the .vtok version), or a 0-d
-string array ``header`` in an npz. numpy and safetensors only: no torch.
+string array ``header`` in an npz. Motion-token files (Video-LaVIT) add their clips from the header:
+``key_frame_indices`` (each clip's first frame in the 6 fps stream) and ``clip_valid_frames`` (int64).
+numpy and safetensors only: no torch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,22 @@ from .errors import UsageError, VidtokError
 from .vtok import VtokReader
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
+# per-clip header lists exported as arrays: name -> (header section, key)
+CLIP_ARRAYS = {
+    "key_frame_indices": ("motion", "key_frame_indices"),
+    "clip_valid_frames": ("motion", "valid_frames"),
+}
+
+
+def clip_arrays(header: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The per-clip lists a header records (``CLIP_ARRAYS``) as int64 arrays; {} for other files."""
+    out: dict[str, np.ndarray] = {}
+    for name, (section, key) in CLIP_ARRAYS.items():
+        sec = header.get(section)
+        values = sec.get(key) if isinstance(sec, dict) else None
+        if isinstance(values, list):
+            out[name] = np.asarray(values, dtype=np.int64)
+    return out
 
 
 def stream_arrays(reader: VtokReader) -> dict[str, np.ndarray]:
@@ -63,7 +81,7 @@ def export_file(
         raise VidtokError(f"{dst} is a directory")
     refuse_existing(dst, force, VidtokError)
     reader = VtokReader(src)
-    arrays = stream_arrays(reader)
+    arrays = stream_arrays(reader) | clip_arrays(reader.header)
     header = json.dumps(reader.header, sort_keys=True)
     version = ".".join(map(str, reader.version))
     try:

@@ -350,13 +350,15 @@ def load_for_file(
     weights: str | os.PathLike[str] | None = None,
     device: Any = "cpu",
     where: str = "the file",
+    config: Any = None,
 ) -> ModuleTokenizer:
     """The model a .vtok file was made with, found by the sha256 of its weights.
 
     In order: ``weights`` when given (used as is); the local weights index (``hub.find_weights``); the
     weights file recorded at encode time; the zoo or the Hub by card name (then ``weights_reference``).
     A candidate whose sha256 differs is skipped. Raises ModelNotFoundError naming ``--weights PATH``
-    when nothing matches.
+    when nothing matches. ``config``: the architecture (a dict) for weights files that carry none, as the
+    file recorded it; used for the indexed and recorded files only.
     """
     if weights is not None:
         return load_model(weights, device=device)
@@ -366,14 +368,15 @@ def load_for_file(
         candidates.append(str(indexed))
     if weights_file and Path(weights_file).is_file():
         candidates.append(str(weights_file))
+    reasons: dict[str, str] = {}
+    other: tuple[str, str] | None = None  # (candidate, its sha256): the first one with other weights
+    files = set(candidates)
     candidates.append(card_name)
     if weights_reference and weights_reference != card_name:
         candidates.append(weights_reference)
-    reasons: dict[str, str] = {}
-    other: tuple[str, str] | None = None  # (candidate, its sha256): the first one with other weights
     for cand in dict.fromkeys(candidates):
         try:
-            m = load_model(cand, device=device)
+            m = load_model(cand, config=config if cand in files else None, device=device)
         except (ModelNotFoundError, WeightsUnavailableError, CheckpointError, ConfigError) as e:
             reasons[cand] = str(e)
             continue

@@ -20,10 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# The extraction's normalisation (Video-LaVIT ``extract_motions``): mean 0, these std per channel (x, y)
-# of size-normalised vectors, and the tokenizer's further factor (``rescale=True``: std / 10).
-MOTION_STD = (0.0993703, 0.1130276)
-TOKENIZER_SCALE = 10.0
+from .motion.grid import MOTION_STD, TOKENIZER_SCALE  # the extraction's normalisation (one definition)
+
+__all__ = [
+    "MOTION_STD",
+    "TOKENIZER_SCALE",
+    "end_point_error",
+    "from_pixels",
+    "motion_compensate",
+    "motion_to_rgb",
+    "to_pixels",
+    "warp",
+]
 
 
 def _unit_sizes(height: int, width: int, like: Tensor) -> Tensor:

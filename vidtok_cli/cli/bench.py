@@ -22,6 +22,9 @@ def bench_cmd(
         "-m",
         help="Zoo name, weights file, run directory, or 'trivial' (the baseline codec).",
     ),
+    config: Path | None = typer.Option(
+        None, "--config", help="Architecture of --model weights that carry none (official YAML/JSON, card)."
+    ),
     protocol: str = typer.Option(
         "vidtok",
         "--protocol",
@@ -142,7 +145,14 @@ def bench_cmd(
         cfg.rd_codecs, cfg.rd_crfs = parse_codecs(cfg.rd_codecs), parse_crfs(crf)
     cfg.validate()
     videos = collect_videos(inputs)  # before loading a model: a wrong path is reported at once
-    m = IdentityModel(device=str(resolve_device(device))) if identity else load_model(model, device=device)
+    m = (
+        IdentityModel(device=str(resolve_device(device)))
+        if identity
+        else load_model(model, config=config, device=device)
+    )
+    if getattr(m, "input_kind", "frames") == "motion":  # motion tokens: their own measures (bench/motion.py)
+        _motion_bench(videos, m, json_out, force, quiet)
+        return
     err = console(stderr=True)
     show = not quiet and json_out != "-"
     with clip_progress(not show) as cb:
@@ -175,3 +185,19 @@ def _precision(precision: str | None, dtype: str | None) -> str:
         raise UsageError("--dtype is the old name of --precision; give one of them")
     p = (precision or dtype or "auto").lower()
     return p if p == "auto" else SHORT[canonical_dtype(p, "precision")]
+
+
+def _motion_bench(videos: list, m: object, json_out: str | None, force: bool, quiet: bool) -> None:
+    """The bench of a motion-token model: motion end-point error and warped-frame quality vs baselines."""
+    import json
+
+    from ..atomic import write_text
+    from ..bench.motion import format_table, run_motion_bench
+
+    result = run_motion_bench(videos, m)
+    if json_out == "-":
+        typer.echo(json.dumps(result, indent=2))
+    elif json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n", force=force)
+    if not quiet and json_out != "-":
+        console().print(format_table(result), markup=False, highlight=False, soft_wrap=True)

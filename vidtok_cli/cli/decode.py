@@ -46,6 +46,9 @@ def decode_cmd(
     size: str | None = typer.Option(
         None, "--size", help="'source': scale a fixed-size model's frames back to the source video's size."
     ),
+    view: str | None = typer.Option(
+        None, "--view", help="Motion-token files: frames (default) or motion (the colour-coded motion field)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -57,7 +60,7 @@ def decode_cmd(
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
-            tile_overlap=tile_overlap, precision=precision, only=only, size=size,
+            tile_overlap=tile_overlap, precision=precision, only=only, size=size, view=view,
             streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"),
         )  # fmt: skip
     if summary.get("warning") and not (quiet or as_json):

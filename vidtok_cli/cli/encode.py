@@ -19,6 +19,15 @@ def encode_cmd(
         ..., "-o", "--output", help="Output .vtok file, or a folder for several inputs."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="Zoo name, weights file or run directory."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Architecture of --model weights that carry none (official YAML/JSON, card)."
+    ),
+    clips: str | None = typer.Option(
+        None, "--clips", help="Motion-token models: default (the whole video) or official (<= 8 clips)."
+    ),
+    keyframe_model: str | None = typer.Option(
+        None, "--keyframe-model", help="Motion-token models: the model of the key frames (default model)."
+    ),
     chunk_frames: int = typer.Option(16, "--chunk-frames", help="Frames per encoder step (memory vs speed)."),
     fps: float | None = typer.Option(
         None,
@@ -87,7 +96,7 @@ def encode_cmd(
         return
     if world > 1 and device == "auto":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}" if _cuda_available() else "cpu"
-    m = load_model(model, device=device)
+    m = load_model(model, config=config, device=device)
     for src, dst in targets:
         with frame_progress(quiet or as_json, f"encode {src.name}") as cb:
             summary = encode_file(
@@ -95,6 +104,7 @@ def encode_cmd(
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
                 tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
+                clips=clips, keyframe_model=keyframe_model,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank

@@ -26,7 +26,10 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 
-MV_STD = (0.0993703, 0.1130276)
+# The normalisation (the single source; ``motion_warp`` undoes it): mean 0, this std per channel (x, y) of
+# size-normalised vectors, and the tokenizer's further factor (``rescale=True``: std / 10).
+MOTION_STD = (0.0993703, 0.1130276)
+TOKENIZER_SCALE = 10.0
 CELL = 16
 CLIP_FRAMES = 24
 INTERPOLATED_FRAME = 12
@@ -46,7 +49,7 @@ def normalised_motion(rows: np.ndarray, height: int, width: int) -> np.ndarray:
     mvs = rows[:, 0:1] * rows[:, 7:9] / rows[:, 9:]
     mvs[:, 0] = mvs[:, 0] / width
     mvs[:, 1] = mvs[:, 1] / height
-    std = np.array([MV_STD], dtype=np.float64) / 10.0
+    std = np.array([MOTION_STD], dtype=np.float64) / TOKENIZER_SCALE
     return (mvs - 0.0) / std
 
 
