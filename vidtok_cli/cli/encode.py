@@ -33,6 +33,11 @@ def encode_cmd(
     latent_dtype: str = typer.Option(
         "float16", "--latent-dtype", help="float16, bfloat16 or float32 (KL latents)."
     ),
+    latent_bits: int | None = typer.Option(
+        None,
+        "--latent-bits",
+        help="Quantize continuous latents to this many bits per value (2..16), rANS-coded; 0: raw floats.",
+    ),
     segment_frames: int | None = typer.Option(
         None, "--segment-frames", help="Independent segments for random access."
     ),
@@ -63,9 +68,11 @@ def encode_cmd(
 
     Under torchrun each process (RANK of WORLD_SIZE) encodes its share of the inputs.
     """
-    from ..codec import encode_file
+    from ..codec import check_latent_bits, encode_file
     from ..dtypes import parse_latent_dtype
     from ..loading import load_model
+
+    check_latent_bits(latent_bits, parse_latent_dtype(latent_dtype))
 
     if len(inputs) > 1 or output.is_dir():
         output.mkdir(parents=True, exist_ok=True)
@@ -90,6 +97,7 @@ def encode_cmd(
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
                 tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
+                latent_bits=latent_bits,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank

@@ -34,14 +34,15 @@ def info_cmd(
         "model": h["model"]["card"], "format": ".".join(map(str, reader.version)),
         "source": f"{h['source']['width']}x{h['source']['height']}, {h['source']['frame_count']} frames @ "
         f"{h['source']['fps'][0]}/{h['source']['fps'][1]} fps",
-        **{f"stream {s.name}": _describe(s) for s in reader.streams},
+        **{f"stream {s.name}": _describe(s, info["stats"]["streams"][s.name]) for s in reader.streams},
         **{k: v for k, v in info["stats"].items() if not isinstance(v, (dict, list))},
     }  # fmt: skip
     print_summary(flat, False, False, str(src))
 
 
-def _describe(stream: Stream) -> str:
-    """One line for a stream: kind, step shape and time axis, dtype or codebook, coding."""
+def _describe(stream: Stream, stats: dict) -> str:
+    """One line for a stream: kind, step shape and time axis, dtype or codebook, coding (quantized streams:
+    bits and the bound on the latent error)."""
     shape = list(map(str, stream.shape))
     shape.insert(stream.time_axis, "t")
     what = {
@@ -49,4 +50,11 @@ def _describe(stream: Stream) -> str:
         "fsq": f"levels {list(stream.levels)}",
         "vq": f"K={stream.codebook_size}",
     }
+    if stream.coding == "quant":
+        per = "per record" if stream.channel_axis is None else "per channel per record"
+        bound = stats.get("max_error", 0.0)
+        return (
+            f"{stream.kind} ({'x'.join(shape)}), quantized {stream.quant_bits} bits {per} + rANS, "
+            f"max latent error {bound:.3g}"
+        )
     return f"{stream.kind} ({'x'.join(shape)}), {what[stream.kind]}, {stream.coding}"
