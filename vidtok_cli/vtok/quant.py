@@ -18,7 +18,7 @@ QUANT_HEAD = struct.Struct("<BBHII")  # bits, rANS scale, reserved, lanes, n_wor
 CHANNEL_HEAD = struct.Struct("<ffBBH")  # offset, step, transform, low bits k, reserved
 
 MAX_TABLE_BITS = 8  # the rANS-coded high part of a symbol has at most 2**8 values
-TRANSFORMS = ("plain", "temporal")
+TRANSFORMS = ("plain", "temporal", "previous")
 _SCALE = 14
 
 
@@ -95,22 +95,23 @@ def quantize(x: np.ndarray, bits: int) -> Quantized:
     return Quantized(q, lo, step)
 
 
-def _zigzag_delta(q: np.ndarray, bits: int) -> np.ndarray:
-    """Transform 1: the first step as is, later steps as the zigzag-mapped difference to the step before,
-    taken modulo 2**bits (a difference d in [-2**(bits-1), 2**(bits-1)) maps to 2d or -2d-1)."""
+def _zigzag_delta(q: np.ndarray, bits: int, axis: int) -> np.ndarray:
+    """Transforms 1 (``axis`` 0: along time) and 2 (``axis`` 1: along a step's values): the first entry
+    as is, later ones as the zigzag-mapped difference to the one before, taken modulo 2**bits (a
+    difference d in [-2**(bits-1), 2**(bits-1)) maps to 2d or -2d-1)."""
     m, half = 1 << bits, 1 << (bits - 1)
-    d = (q[1:] - q[:-1] + half) % m - half
-    return np.concatenate([q[:1], np.where(d >= 0, 2 * d, -2 * d - 1)])
+    d = (np.diff(q, axis=axis) + half) % m - half
+    head = q[:1] if axis == 0 else q[:, :1]
+    return np.concatenate([head, np.where(d >= 0, 2 * d, -2 * d - 1)], axis=axis)
 
 
-def _undo_zigzag_delta(s: np.ndarray, bits: int) -> np.ndarray:
-    m = 1 << bits
+def _undo_zigzag_delta(s: np.ndarray, bits: int, axis: int) -> np.ndarray:
     d = np.where(s % 2 == 0, s // 2, -(s + 1) // 2)
-    out = np.empty_like(s)
-    out[0] = s[0]
-    for k in range(1, s.shape[0]):
-        out[k] = (out[k - 1] + d[k]) % m
-    return out
+    if axis == 0:
+        d[0] = s[0]
+    else:
+        d[:, 0] = s[:, 0]
+    return np.cumsum(d, axis=axis) % (1 << bits)
 
 
 @dataclass
@@ -126,8 +127,8 @@ class _ChannelModel:
 def _channel_model(q: np.ndarray, bits: int) -> _ChannelModel:
     """The cheapest (transform, low-bit split) for one channel (t, n) by estimated size."""
     best: _ChannelModel | None = None
-    for tr in (0, 1) if q.shape[0] > 1 else (0,):
-        s = q if tr == 0 else _zigzag_delta(q, bits)
+    for tr in (0, 1, 2) if q.shape[0] > 1 else (0, 2):
+        s = q if tr == 0 else _zigzag_delta(q, bits, tr - 1)
         counts = np.bincount(s.reshape(-1), minlength=1 << bits)
         for k in range(max(0, bits - MAX_TABLE_BITS), bits + 1):
             hc = counts.reshape(-1, 1 << k).sum(axis=1)
@@ -219,7 +220,7 @@ def decode_quantized(data: bytes, stream: Stream, shape: tuple[int, ...]) -> Qua
             s |= unpack_indices(data[pos : pos + nb], k, per_channel)
             pos += nb
         s = s.reshape(t, -1)
-        q[c] = _undo_zigzag_delta(s, bits) if tr == 1 else s
+        q[c] = _undo_zigzag_delta(s, bits, tr - 1) if tr else s
     return Quantized(
         q, np.asarray(offsets, np.float32), np.asarray(steps, np.float32), tuple(transforms), tuple(ks)
     )
