@@ -74,6 +74,10 @@ def test_constant_and_non_finite_values():
     a[0, 0, 0, 0] = np.nan
     with pytest.raises(ContainerError, match="NaN or infinite"):
         encode_quantized(a, stream)
+    with pytest.raises(ContainerError, match="too wide"):
+        encode_quantized(
+            np.where(np.arange(6) % 2, -3e38, 3e38).reshape(2, 1, 1, 3).astype(np.float32), stream
+        )
 
 
 def _write(path, a, bits=6):

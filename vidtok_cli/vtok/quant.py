@@ -84,7 +84,11 @@ def quantize(x: np.ndarray, bits: int) -> Quantized:
     flat = x.reshape(x.shape[0], -1)
     lo = flat.min(axis=1).astype(np.float32)
     hi = flat.max(axis=1).astype(np.float64)
-    step = ((hi - lo.astype(np.float64)) / levels).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = ((hi - lo.astype(np.float64)) / levels).astype(np.float32)
+        top = step * np.float32(levels) * np.float32(1.001) + lo  # what decoding computes, with margin
+        if not np.isfinite(top).all():
+            raise ContainerError("latent values span a range too wide to quantize in float32")
     short = lo.astype(np.float64) + step.astype(np.float64) * levels < hi
     while short.any():  # float32 rounding left the top of the range uncovered: one ulp up
         step[short] = np.nextafter(step[short], np.float32(np.inf))
@@ -183,8 +187,10 @@ def decode_quantized(data: bytes, stream: Stream, shape: tuple[int, ...]) -> Qua
         if pos + CHANNEL_HEAD.size > len(data):
             raise Damaged("quantized payload ends inside its channel tables")
         off, step, tr, k, res = CHANNEL_HEAD.unpack_from(data, pos)
-        if not (np.isfinite(off) and np.isfinite(step) and step >= 0):
-            raise Damaged("a quantization offset or step is not a finite number (step >= 0)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            top = np.float32(np.float32(step) * np.float32((1 << bits) - 1)) + np.float32(off)
+        if not (np.isfinite(off) and np.isfinite(step) and step >= 0 and np.isfinite(top)):
+            raise Damaged("a quantization offset or step is not finite, or its values would not be")
         if tr >= len(TRANSFORMS) or res or not max(0, bits - MAX_TABLE_BITS) <= k <= bits:
             raise Damaged("a channel of the quantized payload has an unknown transform or split")
         pos += CHANNEL_HEAD.size
