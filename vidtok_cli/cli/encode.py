@@ -31,12 +31,15 @@ def encode_cmd(
     duration: float | None = typer.Option(None, "--duration", help="Seconds to encode."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Encode at most this many frames."),
     latent_dtype: str = typer.Option(
-        "float16", "--latent-dtype", help="float16, bfloat16 or float32 (KL latents)."
+        "float16",
+        "--latent-dtype",
+        help="float16, bfloat16 or float32: raw continuous latents (see --latent-bits).",
     ),
     latent_bits: int | None = typer.Option(
         None,
         "--latent-bits",
-        help="Quantize continuous latents to this many bits per value (2..16), rANS-coded; 0: raw floats.",
+        help="Continuous latents: bits per value (2..16) of their quantization, rANS-coded; 0: raw floats "
+        "(--latent-dtype). Default 6; raw when --latent-dtype is bf16 or fp32.",
     ),
     segment_frames: int | None = typer.Option(
         None, "--segment-frames", help="Independent segments for random access."
