@@ -289,7 +289,7 @@ def _stream_mismatch(specs: Any, streams: list[vtok.Stream]) -> str | None:
 
 DEFAULT_LATENT_BITS = 6
 """Bits per value of continuous latents when ``--latent-bits`` is not given: measured on held-out videos
-with the default model (README, "Compact latents"), 6 bits cut the latent rate 3.4-4.4x for a PSNR loss
+with the default model (README, "Compact latents"), 6 bits cut the latent rate 3.4-4.8x for a PSNR loss
 of 0.015-0.057 dB; 5 bits lose 0.24 dB, 7 bits cut the rate less than 3x."""
 
 
