@@ -32,7 +32,8 @@ class Stream:
     inserted at ``time_axis``. ``dtype``: on-disk dtype of a continuous stream (None for token streams).
     ``levels``: FSQ levels (fsq); ``codebook_size``: K of a token stream (the product of the levels for fsq).
     ``coding``: ``raw`` or ``quant`` (continuous), ``auto`` or ``packed`` (tokens). ``quant_bits``: bits per
-    value of a ``quant`` stream (the header's ``bits``). ``channel_axis``: the axis of the step shape that holds channels (None: none).
+    value of a ``quant`` stream (the header's ``bits``). ``channel_axis``: the axis of the step shape that
+    holds channels (None: none).
     """
 
     name: str
