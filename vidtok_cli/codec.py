@@ -57,8 +57,13 @@ def encode_file(
     precision: str = "auto",
     clips: str | None = None,
     keyframe_model: Any = None,
+    latent_bits: int | None = None,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
+
+    ``latent_bits``: continuous streams quantized at this many bits per value per channel and rANS-coded
+    (2..16; ``vtok.quant``); 0 stores them raw in ``latent_dtype``; None: the default
+    (``DEFAULT_LATENT_BITS``, or raw when ``latent_dtype`` is not float16).
 
     ``psnr``: also decode the written file and add ``psnr`` (dB, mean over frames, 8-bit RGB, against
     the resized / cropped input frames) and ``psnr_min`` to the summary, like ffmpeg's ``-psnr``.
@@ -76,6 +81,7 @@ def encode_file(
     if crop and not size:
         raise UsageError("--crop needs --size")
     latent_dtype = parse_latent_dtype(latent_dtype)
+    latent_bits = check_latent_bits(latent_bits, latent_dtype)
     m = _resolve_model(model, device)
     if getattr(m, "input_kind", "frames") == "motion":
         from .motion_codec import encode_motion_file, refuse_options
@@ -135,6 +141,8 @@ def encode_file(
     header = _encode_header(
         m, source, out_fps, latent_dtype, chunk_frames, segment_frames, clip_overlap, audio_header, preprocess
     )
+    if latent_bits:
+        header["streams"] = [quantized_entry(e, latent_bits) for e in header["streams"]]
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
@@ -327,6 +335,36 @@ def _stream_mismatch(specs: Any, streams: list[vtok.Stream]) -> str | None:
             if theirs is not None and mine != theirs:
                 return f"the model's stream {s.name!r} has {what} {mine}, the file's has {theirs}"
     return None
+
+
+DEFAULT_LATENT_BITS = 6
+"""Bits per value of continuous latents when ``--latent-bits`` is not given: measured on held-out videos
+with the default model (README, "Compact latents"), 6 bits cut the latent rate 3.4-4.8x for a PSNR loss
+of 0.015-0.057 dB; 5 bits lose 0.24 dB, 7 bits cut the rate less than 3x."""
+
+
+def check_latent_bits(bits: int | None, latent_dtype: str = "float16") -> int:
+    """The bits per value to quantize continuous latents at (0: raw); UsageError outside 0 and 2..16."""
+    if bits is None:
+        return DEFAULT_LATENT_BITS if latent_dtype == "float16" else 0
+    lo, hi = vtok.QUANT_MIN_BITS, vtok.QUANT_MAX_BITS
+    if isinstance(bits, bool) or not isinstance(bits, int) or not (bits == 0 or lo <= bits <= hi):
+        raise UsageError(f"--latent-bits must be {lo}..{hi} (or 0 for raw floats), got {bits}")
+    if bits and latent_dtype != "float16":
+        raise UsageError("--latent-dtype applies to raw latents; it cannot be combined with --latent-bits")
+    return bits
+
+
+def quantized_entry(entry: dict[str, Any], bits: int) -> dict[str, Any]:
+    """A continuous stream's header entry quantized at ``bits`` (per channel along the step shape's axis
+    whose length is the stream's channel count, the first such axis; none when no axis matches)."""
+    if entry["kind"] != "continuous":
+        return entry
+    out = {k: v for k, v in entry.items() if k != "dtype"}
+    ch, shape = entry.get("channels"), entry["shape"]
+    axis = entry.get("channel_axis", shape.index(ch) if ch in shape else None)
+    out.update(coding="quant", bits=bits, **({} if axis is None else {"channel_axis": axis}))
+    return out
 
 
 def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -6,7 +6,10 @@ Every stream becomes one array named after it, its chunks concatenated along the
 header goes along as JSON: safetensors metadata ``header`` (with ``format``, the .vtok version), or a 0-d
 string array ``header`` in an npz. Motion-token files (Video-LaVIT) add their clips from the header:
 ``key_frame_indices`` (each clip's first frame in the 6 fps stream) and ``clip_valid_frames`` (int64).
-numpy and safetensors only: no torch.
+Quantized streams give their dequantized values; with ``integers`` also
+``<stream>.q`` (the stored integers, int32, same layout) and ``<stream>.offset`` / ``<stream>.step``
+(float32, one row per chunk, one column per channel: value = offset + step * q). numpy and safetensors
+only: no torch. ``read_latents`` is the one-call read of a file's latents as float32 arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from .atomic import atomic_path, refuse_existing
 from .errors import UsageError, VidtokError
 from .vtok import VtokReader
+from .vtok.format import RecordType
+from .vtok.quant import decode_quantized, from_channels
 
 FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
 # per-clip header lists exported as arrays: name -> (header section, key)
@@ -66,10 +71,51 @@ def stream_arrays(reader: VtokReader) -> dict[str, np.ndarray]:
     return out
 
 
+def quantized_arrays(reader: VtokReader) -> dict[str, np.ndarray]:
+    """For each quantized stream: ``<stream>.q`` (int32, concatenated over the time axis like the stream's
+    array), ``<stream>.offset`` and ``<stream>.step`` (float32, chunks x channels)."""
+    parts: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {
+        s.name: ([], [], []) for s in reader.streams if s.coding == "quant"
+    }
+    for rec in reader.records():
+        if rec.type != RecordType.CHUNK or rec.stream not in parts:
+            continue
+        stream = reader.streams[rec.stream_index or 0]
+        shape = tuple(rec.meta["shape"])
+        _ = rec.payload  # decoded (and damage reported, naming the record) by the reader first
+        qz = decode_quantized(rec.raw, stream, shape)
+        q, off, step = parts[stream.name]
+        q.append(from_channels(qz.q.astype(np.int32), stream, shape))
+        off.append(qz.offset)
+        step.append(qz.step)
+    out: dict[str, np.ndarray] = {}
+    for s in reader.streams:
+        if s.name in parts and parts[s.name][0]:
+            q, off, step = parts[s.name]
+            out[f"{s.name}.q"] = np.ascontiguousarray(np.concatenate(q, axis=s.time_axis))
+            out[f"{s.name}.offset"] = np.stack(off).astype(np.float32)
+            out[f"{s.name}.step"] = np.stack(step).astype(np.float32)
+    return out
+
+
+def read_latents(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Every latent stream of a .vtok file as one array, by stream name: continuous streams float32
+    (quantized ones dequantized), token streams int64, chunks concatenated along the time axis."""
+    reader = VtokReader(path)
+    arrays = stream_arrays(reader)
+    return {s.name: arrays[s.name] for s in reader.streams}
+
+
 def export_file(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    integers: bool = False,
 ) -> dict[str, Any]:
     """Writes every stream of the .vtok file ``src`` into ``dst`` (.safetensors or .npz); returns a summary.
+
+    ``integers``: quantized streams also as their stored integers with per-chunk offsets and steps.
 
     An existing ``dst`` is refused unless ``force``; the output appears only when it is complete.
     """
@@ -82,6 +128,8 @@ def export_file(
     refuse_existing(dst, force, VidtokError)
     reader = VtokReader(src)
     arrays = stream_arrays(reader) | clip_arrays(reader.header)
+    if integers:
+        arrays.update(quantized_arrays(reader))
     header = json.dumps(reader.header, sort_keys=True)
     version = ".".join(map(str, reader.version))
     try:

@@ -39,7 +39,8 @@ class BenchConfig:
     instead of independent clips (causal models). ``metrics``: any of psnr, ssim, lpips, fvd;
     ``strict_metrics``: a metric that cannot run (weights missing) is an error instead of a note.
     ``max_clips``: at most this many clips per video. ``rd_codecs``: codecs for rate-distortion
-    (x264, x265) at ``rd_crfs``. ``save_samples``: a folder for side-by-side MP4s and PNG grids.
+    (x264, x265) at ``rd_crfs``; ``rd_latent_bits``: also the model's continuous latents
+    quantized at each of these bits per value (``--latent-bits``), as RD points of their own. ``save_samples``: a folder for side-by-side MP4s and PNG grids.
     """
 
     protocol: str = "vidtok"
@@ -59,6 +60,7 @@ class BenchConfig:
     rate: bool = True
     rd_codecs: tuple[str, ...] = ()
     rd_crfs: tuple[int, ...] = (18, 23, 28, 33, 38, 43, 48)
+    rd_latent_bits: tuple[int, ...] = ()
     rd_preset: str = "medium"
     rd_pix_fmt: str = "yuv420p"
     save_samples: str | None = None

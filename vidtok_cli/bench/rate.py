@@ -26,7 +26,10 @@ class _Rate:
     def active(self) -> bool:
         return self.s.mode is not None
 
-    def open(self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int) -> Any:
+    def open(
+        self, width: int, height: int, lat_h: int, lat_w: int, frames_per_record: int, bits: int = 0
+    ) -> Any:
+        """A writer for one clip's file; ``bits``: continuous latents quantized at this many bits."""
         from .. import vtok
 
         if self.s.mode == "streams":
@@ -38,7 +41,10 @@ class _Rate:
             stream = vtok.stream_entry("tokens", "fsq", (lat_h, lat_w), time_axis=0, levels=self.s.levels)
         else:
             shape = (self.s.latent_channels, lat_h, lat_w)
-            stream = vtok.stream_entry("latent", "continuous", shape, time_axis=1, dtype="float16")
+            stream = vtok.stream_entry(
+                "latent", "continuous", shape, time_axis=1, dtype="float16", bits=bits or None,
+                channel_axis=0 if bits else None,
+            )  # fmt: skip
         return self._writer([stream], self.s.tdf if self.s.causal else 4, width, height, frames_per_record)
 
     def _writer(self, streams: list[Any], tdf: int, width: int, height: int, frames_per_record: int) -> Any:
@@ -78,8 +84,15 @@ class _Rate:
         writer.write_chunk({name: arrays[name].numpy() for name in self.s.specs}, f0, f1, l0)
 
     @staticmethod
-    def finish(writer: Any, frames: int) -> int:
+    def finish(writer: Any, frames: int, read_back: bool = False) -> Any:
+        """The file's size (and with ``read_back`` its latents as stored, (size, array)); deletes it."""
+        from .. import vtok
+
         writer.close(header_updates={"source": {"frame_count": frames}})
         size = writer.path.stat().st_size
+        stored = None
+        if read_back:
+            (chunk,) = vtok.VtokReader(writer.path).iter_chunks()
+            stored = chunk.latents["latent"]
         writer.path.unlink(missing_ok=True)
-        return int(size)
+        return (int(size), stored) if read_back else int(size)

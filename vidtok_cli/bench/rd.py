@@ -35,6 +35,7 @@ __all__ = [
     "interpolate_log_rate",
     "parse_codecs",
     "parse_crfs",
+    "parse_latent_bits",
     "plot_rd",
     "rd_verdicts",
     "x264_sei_bytes",
@@ -68,6 +69,30 @@ def parse_codecs(text: str | Sequence[str]) -> tuple[str, ...]:
     if not out:
         raise UsageError("--rd needs at least one codec (x264, x265)")
     return tuple(out)
+
+
+LATENT_BITS_CODEC = "latent-bits"
+"""The ``codec`` of the RD points of quantized latents (their ``crf`` is the bits per value)."""
+
+
+def parse_latent_bits(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"4,6,8"`` -> (4, 6, 8), sorted and unique; UsageError outside the container's 2..16."""
+    from ..vtok import QUANT_MAX_BITS, QUANT_MIN_BITS
+
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: set[int] = set()
+    for raw in items:
+        s = str(raw).strip()
+        if not s:
+            continue
+        try:
+            b = int(s)
+        except ValueError:
+            b = -1
+        if not QUANT_MIN_BITS <= b <= QUANT_MAX_BITS:
+            raise UsageError(f"--latent-bits values must be {QUANT_MIN_BITS}..{QUANT_MAX_BITS}, got {s!r}")
+        out.add(b)
+    return tuple(sorted(out))
 
 
 def parse_crfs(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -252,7 +277,7 @@ class RDAccumulator:
         """Add one clip's round trip and its per-frame metric values (arrays of length T); ``where`` (e.g.
         video and clip) is kept in the per-clip rows."""
         clip = coded
-        p = self._points[(codec, crf)]
+        p = self._points.setdefault((codec, crf), _Point())
         t, h, w = clip.frames.shape[:3]
         p.bits += clip.bits
         p.bits_with_sei += clip.bits_with_sei

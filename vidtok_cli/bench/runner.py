@@ -70,6 +70,10 @@ def run_bench(
         fvd_acc, fvd_u8_acc = FVDAccumulator(), FVDAccumulator()
     state = _RunState(cfg, subject, mets, result, _Speed(subject.device), _Mean(), fvd_acc, fvd_u8_acc, rd_acc,
                       clip_frames)  # fmt: skip
+    if rd_acc is not None and cfg.rd_latent_bits:
+        from .rd import LATENT_BITS_CODEC, RDAccumulator
+
+        state.latent_rd = RDAccumulator((LATENT_BITS_CODEC,), cfg.rd_latent_bits, "-", "-")
     _run_videos(state, plans, samples_dir, progress)
     _finish(result, state)
     return result
@@ -258,6 +262,9 @@ def _rd_summary(st: _RunState, o: dict[str, Any]) -> dict[str, Any]:
     metrics = list(st.m.frame_metrics)
     ours = {"model": st.s.name, "bpp": o.get("bpp"), "bpp_ideal": o.get("bpp_ideal"),
             **{m: o.get(m) for m in metrics}}  # fmt: skip
+    verdicts = rd_verdicts(ours, points, metrics)
+    if st.latent_rd is not None:
+        points += st.latent_rd.points()
     for p in points:
         p["beats_tokens_on"] = dominating_metrics(ours, p, metrics)
     return {
@@ -268,5 +275,5 @@ def _rd_summary(st: _RunState, o: dict[str, Any]) -> dict[str, Any]:
         "n_tokens*log2(K)",
         "colour": "RGB -> YUV BT.709 limited range -> RGB",
         "metrics": metrics, "ours": ours, "points": points, "clips": st.rd.clips,
-        "verdicts": rd_verdicts(ours, points, metrics),
+        "verdicts": verdicts,
     }  # fmt: skip

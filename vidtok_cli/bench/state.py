@@ -54,6 +54,7 @@ class _RunState:
                  overall: _Mean, fvd: Any, fvd_u8: Any, rd: Any, clip_frames: int) -> None:  # fmt: skip
         self.cfg, self.s, self.m, self.result, self.speed = cfg, subject, mets, result, speed
         self.overall, self.fvd, self.fvd_u8, self.rd = overall, fvd, fvd_u8, rd
+        self.latent_rd: Any = None  # RD points of quantized latents (cfg.rd_latent_bits), set by the runner
         self.clip_frames = clip_frames
         self.totals: dict[str, Any] = {"bytes": 0, "tokens": 0, "bits": 0.0, "pixels": 0, "clips": 0, "frames": 0,
                                        "padded": 0}  # fmt: skip
@@ -150,10 +151,13 @@ class _RunState:
             extra: dict[str, Any] = {"encode_s": enc_s, "decode_s": dec_s}
             if self.measures_rate:
                 extra.update(self._clip_rate(vstate, rate, enc.latents, h, w, t))
+            lat = enc.latents if self.latent_rd is not None else None
             del x, y, enc
             rec_u8, _ = self._score(vstate, gt, rec, n_real, ci, first, extra)
             if self.rd is not None:
                 self._rd_clip(gt, plan, ci)
+            if self.latent_rd is not None and rate.active and self.s.mode == "latent":
+                self._latent_bits_clip(gt, rate, lat, plan, ci)
             if samples is not None:
                 samples.add(gt[:n_real], rec_u8[:n_real], first)
             yield ci
@@ -178,6 +182,30 @@ class _RunState:
         pixels = t * h * w
         self._add_rate(vstate, size, n_tok, bits, pixels)
         return _rate_values(size, n_tok, bits, pixels)
+
+    def _latent_bits_clip(
+        self, gt: torch.Tensor, rate: _Rate, latents: Any, plan: _VideoPlan, ci: int
+    ) -> None:
+        """One clip's RD points of quantized latents: each ``cfg.rd_latent_bits`` written into a .vtok file
+        (its size is the rate), read back, decoded and scored."""
+        import torch
+
+        from ..frames import model_to_unit
+        from .rd import CodecClip
+
+        latent, _ = self.s.file_stream(latents, batched=True)
+        t, (h, w), sf = gt.shape[0], gt.shape[-2:], self.s.sf
+        for bits in self.latent_rd.crfs:
+            writer = rate.open(w + (-w) % sf, h + (-h) % sf, latent.shape[-2], latent.shape[-1], t, bits=bits)
+            rate.write(writer, latent, None, 0, t, 0)
+            size, stored = rate.finish(writer, t, read_back=True)
+            back = torch.from_numpy(stored).unsqueeze(0).to(latent.device, latent.dtype)
+            with torch.no_grad():
+                rec = model_to_unit(self.s.decode({self.s.stream.name: back}, t))[..., :h, :w]
+            values = score_frames(gt, {"q": rec}, self.m.frame_metrics, self.m.lpips)["q"]
+            u8 = (rec * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            coded = CodecClip(frames=u8, bytes_total=size, bytes_sei=0, pix_fmt="latent")
+            self.latent_rd.add(self.latent_rd.codecs[0], bits, coded, values, video=plan.name, clip=ci)
 
     def _rd_clip(self, gt: torch.Tensor, plan: _VideoPlan, ci: int) -> None:
         import torch

@@ -57,6 +57,9 @@ def bench_cmd(
     max_clips: int | None = typer.Option(None, "--max-clips", help="At most this many clips per video."),
     rd: str | None = typer.Option(None, "--rd", help="Rate-distortion against codecs: x264,x265."),
     crf: str = typer.Option("18,23,28,33,38,43,48", "--crf", help="CRF sweep of --rd."),
+    latent_bits: str | None = typer.Option(
+        None, "--latent-bits", help="With --rd: also the latents quantized at these bits (e.g. 4,6,8)."
+    ),
     preset: str = typer.Option("medium", "--preset", help="Codec preset of --rd."),
     plot: Path | None = typer.Option(
         None, "--plot", help="Write an RD plot PNG (needs --rd and matplotlib)."
@@ -140,9 +143,12 @@ def bench_cmd(
         save_samples=None if save_samples is None else str(save_samples), force=force,
     )  # fmt: skip
     if cfg.rd_codecs:
-        from ..bench.rd import parse_codecs, parse_crfs
+        from ..bench.rd import parse_codecs, parse_crfs, parse_latent_bits
 
         cfg.rd_codecs, cfg.rd_crfs = parse_codecs(cfg.rd_codecs), parse_crfs(crf)
+        cfg.rd_latent_bits = parse_latent_bits(latent_bits or "")
+    elif latent_bits:
+        raise UsageError("--latent-bits needs --rd")
     cfg.validate()
     videos = collect_videos(inputs)  # before loading a model: a wrong path is reported at once
     m = (

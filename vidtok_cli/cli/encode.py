@@ -45,7 +45,15 @@ def encode_cmd(
     duration: float | None = typer.Option(None, "--duration", help="Seconds to encode."),
     max_frames: int | None = typer.Option(None, "--max-frames", help="Encode at most this many frames."),
     latent_dtype: str = typer.Option(
-        "float16", "--latent-dtype", help="float16, bfloat16 or float32 (KL latents)."
+        "float16",
+        "--latent-dtype",
+        help="float16, bfloat16 or float32: raw continuous latents (see --latent-bits).",
+    ),
+    latent_bits: int | None = typer.Option(
+        None,
+        "--latent-bits",
+        help="Continuous latents: bits per value (2..16) of their quantization, rANS-coded; 0: raw floats "
+        "(--latent-dtype). Default 6; raw when --latent-dtype is bf16 or fp32.",
     ),
     segment_frames: int | None = typer.Option(
         None, "--segment-frames", help="Independent segments for random access."
@@ -77,9 +85,11 @@ def encode_cmd(
 
     Under torchrun each process (RANK of WORLD_SIZE) encodes its share of the inputs.
     """
-    from ..codec import encode_file
+    from ..codec import check_latent_bits, encode_file
     from ..dtypes import parse_latent_dtype
     from ..loading import load_model
+
+    check_latent_bits(latent_bits, parse_latent_dtype(latent_dtype))
 
     if len(inputs) > 1 or output.is_dir():
         output.mkdir(parents=True, exist_ok=True)
@@ -104,7 +114,7 @@ def encode_cmd(
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
                 tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
-                clips=clips, keyframe_model=keyframe_model,
+                clips=clips, keyframe_model=keyframe_model, latent_bits=latent_bits,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank

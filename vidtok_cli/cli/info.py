@@ -45,7 +45,8 @@ def info_cmd(
 
 def _describe(stream: Stream, stats: dict[str, Any], file_size: int) -> str:
     """One line for a stream: kind, step shape and time axis (or one step per clip), dtype or codebook,
-    coding, and its payload bits (with their bits per pixel and share of the file's)."""
+    coding (quantized streams: bits and the bound on the latent error), and its payload bits (with their bits
+    per pixel and share of the file's)."""
     shape = list(map(str, stream.shape))
     if stream.time_axis is None:
         dims = f"{'x'.join(shape)} per clip"
@@ -57,7 +58,12 @@ def _describe(stream: Stream, stats: dict[str, Any], file_size: int) -> str:
         "fsq": f"levels {list(stream.levels)}",
         "vq": f"K={stream.codebook_size}",
     }
-    line = f"{stream.kind} ({dims}), {what[stream.kind]}, {stream.coding}, {stats['bits']} bits"
+    if stream.coding == "quant":
+        per = "per record" if stream.channel_axis is None else "per channel per record"
+        coding = f"quantized {stream.quant_bits} bits {per} + rANS, max latent error {stats.get('max_error', 0.0):.3g}"
+    else:
+        coding = f"{what[stream.kind]}, {stream.coding}"
+    line = f"{stream.kind} ({dims}), {coding}, {stats['bits']} bits"
     share = f"{100 * stats['bits'] / (8 * file_size):.0f}% of the file" if file_size else ""
     if stats.get("bits_per_pixel") is not None:
         share = f"{stats['bits_per_pixel']:.4g} bpp, {share}"

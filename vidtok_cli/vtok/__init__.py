@@ -20,7 +20,7 @@ Read::
 
 Modules: ``format`` (constants, record types, limits), ``streams`` (the named latent streams), ``header``,
 ``payloads`` (latents, bit packing, FSQ digits), ``rans`` (the entropy coder), ``tokens`` (token record
-coding), ``records``, ``writer``, ``reader``.
+coding), ``quant`` (quantized continuous records), ``records``, ``writer``, ``reader``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from .format import (
     LATENT_DTYPES,
     MAGIC,
     MAX_VALUES_PER_RECORD,
+    QUANT_MAX_BITS,
+    QUANT_MIN_BITS,
     RANS_MAX_LEVEL,
     RANS_MAX_STEPS,
     STREAM_KINDS,
@@ -87,4 +89,6 @@ __all__ = [
     "MAX_VALUES_PER_RECORD",
     "RANS_MAX_STEPS",
     "RANS_MAX_LEVEL",
+    "QUANT_MIN_BITS",
+    "QUANT_MAX_BITS",
 ]

@@ -53,11 +53,16 @@ CHUNK_TYPES_OF = {0: (RecordType.LATENT, RecordType.TOKENS), 1: (RecordType.CHUN
 CODING_PACKED = 0
 CODING_RANS = 1
 CODING_NAMES = {CODING_PACKED: "packed", CODING_RANS: "rans"}
+# Codings of continuous streams (the flags byte of their records): raw floats, or quantized and rANS-coded.
+LATENT_RAW = 0
+LATENT_QUANT = 1
+QUANT_MIN_BITS, QUANT_MAX_BITS = 2, 16
 
 STREAM_KINDS = ("continuous", "fsq", "vq")
-# A stream's ``coding`` in the header: continuous streams are stored raw (in their dtype); token streams are
-# always packed, or ``auto`` (each record packed or rANS, whichever is smaller).
-STREAM_CODINGS = {"continuous": ("raw",), "fsq": ("auto", "packed"), "vq": ("auto", "packed")}
+# A stream's ``coding`` in the header: continuous streams are stored raw (in their dtype) or ``quant``
+# (quantized at the stream's ``bits``, rANS-coded); token streams are always packed, or ``auto`` (each
+# record packed or rANS, whichever is smaller).
+STREAM_CODINGS = {"continuous": ("raw", "quant"), "fsq": ("auto", "packed"), "vq": ("auto", "packed")}
 MODES = ("latent", "tokens", "motion", "twin")  # format 1.0's header ``mode`` (motion and twin were reserved)
 V10_MODES = ("latent", "tokens")  # the 1.0 modes that were ever written
 LATENT_DTYPES = ("float16", "bfloat16", "float32")

@@ -21,6 +21,8 @@ from .format import (
     FORMAT_VERSION,
     FROZEN_KEYS,
     ITEMSIZE,
+    LATENT_QUANT,
+    LATENT_RAW,
     MAGIC,
     MAX_VALUES_PER_RECORD,
     MIN_RECORD,
@@ -37,6 +39,7 @@ from .format import (
 )
 from .header import deep_merge, header_problem, int_pair, is_int, load_json, v11_view
 from .payloads import decode_latents, shape_size, tokens_to_latents
+from .quant import decode_quantized_latents, quantized_error_bound
 from .records import AudioRecord, IndexEntry, Record, StoredChunk, StoredTokenChunk, VtokChunk
 from .streams import Stream, parse_streams
 from .tokens import decode_tokens
@@ -353,16 +356,27 @@ class VtokReader:
         if shape_size(shape) > MAX_VALUES_PER_RECORD:
             raise Damaged("it holds more values than a record may")
         if not stream.discrete:
+            want = LATENT_QUANT if stream.coding == "quant" else LATENT_RAW
+            if flags not in (LATENT_RAW, LATENT_QUANT):
+                raise Damaged(f"latent coding {flags} is unknown to this version of vidtok")
+            if flags != want:
+                raise Damaged(f"its latent coding {flags} differs from the stream's ({stream.coding})")
+            if stream.coding == "quant":
+                return
             assert stream.dtype is not None
             need = shape_size(shape) * ITEMSIZE[stream.dtype]
-            if flags != 0:
-                raise Damaged(f"latent coding {flags} is unknown to this version of vidtok")
             if plen != need:
                 raise Damaged(f"its payload is {plen} bytes but shape {shape} in {stream.dtype} needs {need}")
         elif flags & 0x0F not in CODING_NAMES:
             raise Damaged(f"token coding {flags & 0x0F} is unknown to this version of vidtok")
         elif stream.coding == "packed" and flags & 0x0F != CODING_PACKED:
             raise Damaged(f"stream {stream.name!r} is declared packed but the record is entropy-coded")
+
+    def _error_bound(self, rec: Record, stream: Stream) -> float:
+        try:
+            return quantized_error_bound(rec.raw, stream, tuple(rec.meta["shape"]))
+        except (Damaged, *PARSE_ERRORS) as e:
+            raise self._err(f"{self._describe(rec.index, rec.type, rec.frames)} is damaged: {e}") from None
 
     def _describe(self, k: int, rtype: int, frames: Any) -> str:
         return f"record {k} ({RecordType.name(rtype)}{_frames_text(frames)})"
@@ -507,6 +521,8 @@ class VtokReader:
             shape = tuple(rec.meta["shape"])
             if stream.discrete:
                 return decode_tokens(rec.raw, rec.flags & 0x0F, stream, shape)
+            if stream.coding == "quant":
+                return decode_quantized_latents(rec.raw, stream, shape)
             return decode_latents(rec.raw, stream.dtype or "float16", shape)
         if rec.type == RecordType.AUDIO:
             return AudioRecord(rec.raw, rec.meta.get("pts"), rec.meta.get("dts"), rec.meta.get("duration"))
@@ -596,7 +612,8 @@ class VtokReader:
         token stream (None without one); ``bits_per_token`` counts the whole file, ``bits_per_token_payload``
         only the token payloads; ``bits_per_pixel`` is 8 * file_size / (frames * width * height) with the
         source size and frame count. ``streams``: per stream, its records, payload bytes, values, ``bits`` (of
-        its payloads) and ``bits_per_pixel`` (its share of the file's).
+        its payloads) and ``bits_per_pixel`` (its share of the file's); for quantized streams ``max_error``,
+        the bound on the absolute error of the values (half the largest quantization step of the file).
         """
         by_type: dict[str, int] = {}
         codings: dict[str, int] = {}
@@ -619,6 +636,9 @@ class VtokReader:
                 if stream.discrete:
                     c = rec.coding or "?"
                     codings[c] = codings.get(c, 0) + 1
+                elif stream.coding == "quant":
+                    bound = self._error_bound(rec, stream)
+                    st["max_error"] = max(st.get("max_error", 0.0), bound)
                 if first_frame is None:
                     first_frame = rec.meta["frames"][0]
                 end_frame = rec.meta["frames"][1]

@@ -14,6 +14,8 @@ from .format import (
     MAX_CODEBOOK,
     MAX_STREAMS,
     MAX_VALUES_PER_RECORD,
+    QUANT_MAX_BITS,
+    QUANT_MIN_BITS,
     STREAM_CODINGS,
     STREAM_KINDS,
 )
@@ -30,7 +32,9 @@ class Stream:
     inserted at ``time_axis``. ``time_axis`` None: a clip-level stream (one step per clip, the step being
     the whole per-clip tensor); a chunk of t steps has shape ``(t, *shape)``. ``dtype``: on-disk dtype of a continuous stream (None for token streams).
     ``levels``: FSQ levels (fsq); ``codebook_size``: K of a token stream (the product of the levels for fsq).
-    ``coding``: ``raw`` (continuous), ``auto`` or ``packed`` (tokens).
+    ``coding``: ``raw`` or ``quant`` (continuous), ``auto`` or ``packed`` (tokens). ``quant_bits``: bits per
+    value of a ``quant`` stream (the header's ``bits``). ``channel_axis``: the axis of the step shape that
+    holds channels (None: none).
     """
 
     name: str
@@ -42,6 +46,8 @@ class Stream:
     codebook_size: int | None = None
     coding: str = "raw"
     channels: int | None = None
+    quant_bits: int | None = None
+    channel_axis: int | None = None
 
     @property
     def discrete(self) -> bool:
@@ -92,7 +98,9 @@ class Stream:
             "time_axis": self.time_axis,
             "coding": self.coding,
         }
-        if self.kind == "continuous":
+        if self.kind == "continuous" and self.coding == "quant":
+            d["bits"] = self.quant_bits
+        elif self.kind == "continuous":
             d["dtype"] = self.dtype
         else:
             d["codebook_size"] = self.codebook_size
@@ -100,6 +108,8 @@ class Stream:
             d["levels"] = list(self.levels)
         if self.channels is not None:
             d["channels"] = self.channels
+        if self.channel_axis is not None:
+            d["channel_axis"] = self.channel_axis
         return d
 
 
@@ -114,21 +124,27 @@ def stream_entry(
     codebook_size: int | None = None,
     coding: str | None = None,
     channels: int | None = None,
+    bits: int | None = None,
+    channel_axis: int | None = None,
 ) -> dict[str, Any]:
     """A header stream entry (a dict) from keyword arguments; ``make_header`` validates it.
 
     ``shape``: one latent step's shape (time axis removed); ``time_axis`` None for a clip-level stream
     (one step per clip); ``dtype`` applies to continuous streams only;
     ``codebook_size`` defaults to the product of ``levels`` for fsq; ``coding`` defaults to raw / auto.
+    ``bits``: a continuous stream quantized at this many bits per value (coding ``quant``, no dtype);
+    ``channel_axis``: the step shape's channel axis (quantization is per channel).
     """
     d: dict[str, Any] = {
         "name": name,
         "kind": kind,
         "shape": [int(v) for v in shape],
         "time_axis": None if time_axis is None else int(time_axis),
-        "coding": coding or ("raw" if kind == "continuous" else "auto"),
+        "coding": coding or ("auto" if kind != "continuous" else "quant" if bits else "raw"),
     }
-    if kind == "continuous":
+    if kind == "continuous" and d["coding"] == "quant":
+        d["bits"] = None if bits is None else int(bits)
+    elif kind == "continuous":
         d["dtype"] = dtype
     if kind == "fsq":
         d["levels"] = [int(v) for v in levels or ()]
@@ -137,6 +153,8 @@ def stream_entry(
         d["codebook_size"] = None if codebook_size is None else int(codebook_size)
     if channels is not None:
         d["channels"] = int(channels)
+    if channel_axis is not None:
+        d["channel_axis"] = int(channel_axis)
     return d
 
 
@@ -167,6 +185,15 @@ def _entry_problem(k: int, e: Any) -> str | None:
     ch = e.get("channels")
     if ch is not None and not _is_int(ch, 1, 1 << 30):
         return f"{where}: channels must be a positive integer"
+    ca = e.get("channel_axis")
+    if ca is not None and not _is_int(ca, 0, len(shape) - 1):
+        return f"{where}: channel_axis must be an integer in 0..{len(shape) - 1}"
+    if kind == "continuous" and e["coding"] == "quant":
+        if not _is_int(e.get("bits"), QUANT_MIN_BITS, QUANT_MAX_BITS):
+            return (
+                f"{where}: bits must be an integer in {QUANT_MIN_BITS}..{QUANT_MAX_BITS} for a quant stream"
+            )
+        return None
     if kind == "continuous":
         if e.get("dtype") not in LATENT_DTYPES:
             return f"{where}: dtype must be one of {', '.join(LATENT_DTYPES)}"
@@ -207,11 +234,13 @@ def parse_streams(streams: list[dict[str, Any]]) -> list[Stream]:
             kind=e["kind"],
             shape=tuple(e["shape"]),
             time_axis=e["time_axis"],
-            dtype=e.get("dtype") if e["kind"] == "continuous" else None,
+            dtype=e.get("dtype") if e["coding"] == "raw" else None,
             levels=tuple(e.get("levels") or ()),
             codebook_size=e.get("codebook_size"),
             coding=e["coding"],
             channels=e.get("channels"),
+            quant_bits=e.get("bits") if e["coding"] == "quant" else None,
+            channel_axis=e.get("channel_axis"),
         )
         for e in streams
     ]

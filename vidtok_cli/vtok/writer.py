@@ -16,6 +16,8 @@ from .format import (
     END_MAGIC,
     FORMAT_VERSION,
     FROZEN_KEYS,
+    LATENT_QUANT,
+    LATENT_RAW,
     MAGIC,
     MAX_VALUES_PER_RECORD,
     PREAMBLE,
@@ -26,6 +28,7 @@ from .format import (
 )
 from .header import deep_merge, dump_json, validate_header
 from .payloads import encode_latents
+from .quant import encode_quantized
 from .streams import Stream, parse_streams
 from .tokens import encode_tokens
 
@@ -184,8 +187,10 @@ class VtokWriter:
             if stream.discrete:
                 want = "packed" if "packed" in (coding, stream.coding) else "auto"
                 flags, payload = encode_tokens(a, stream, want)
+            elif stream.coding == "quant":
+                flags, payload = LATENT_QUANT, encode_quantized(a, stream)
             else:
-                flags, payload = 0, encode_latents(a, stream.dtype or "float16")
+                flags, payload = LATENT_RAW, encode_latents(a, stream.dtype or "float16")
             total += self._record(RecordType.CHUNK, flags, meta, payload, (first_frame, end_frame))
         self._pos = (end_frame, end)
         return total
