@@ -213,13 +213,18 @@ def test_dynamics_from_refuses_another_model(double: Path, clip: Path, tmp_path:
 
 
 def test_info_shows_every_stream_with_its_bits(double: Path, clip: Path, tmp_path: Path):
-    _encode(clip, tmp_path / "a.vtok", double)
+    _encode(clip, tmp_path / "a.vtok", double, "--latent-bits", "0")  # raw float16
     proc = cli("info", str(tmp_path / "a.vtok"))
     assert proc.returncode == 0, proc.stderr
     lines = {ln.split()[2]: ln for ln in proc.stdout.splitlines() if " stream " in ln}
     assert set(lines) == {"structure", "dynamics_x", "dynamics_y"}
     assert "2x4x4x4 per clip" in lines["structure"] and "4x8x4 per clip" in lines["dynamics_x"]
     assert "6144 bits" in lines["structure"] and "bpp" in lines["structure"]  # 3 clips x 128 float16 values
+    _encode(clip, tmp_path / "q.vtok", double, "--latent-bits", "6")
+    proc = cli("info", str(tmp_path / "q.vtok"))
+    lines = {ln.split()[2]: ln for ln in proc.stdout.splitlines() if " stream " in ln}
+    assert all("quantized 6 bits per channel per record" in ln for ln in lines.values())
+    assert "max latent error" in lines["structure"] and "2x4x4x4 per clip" in lines["structure"]
     stats = json.loads(cli("info", str(tmp_path / "a.vtok"), "--json").stdout)["stats"]
     st = stats["streams"]["dynamics_y"]
     assert st["bits"] == 3 * 128 * 16 and st["bits_per_pixel"] == pytest.approx(st["bits"] / (20 * 64 * 64))
