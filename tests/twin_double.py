@@ -75,13 +75,15 @@ class TwinStreamsDouble(ModuleTokenizer):
 
     @property
     def latent_specs(self) -> dict[str, LatentSpec]:
-        def spec(name: str, shape: tuple[int, ...]) -> LatentSpec:
-            return LatentSpec(name, "continuous", C, time_axis=None, fixed_shape=shape)
+        def spec(name: str, shape: tuple[int, ...], channel_axis: int) -> LatentSpec:
+            return LatentSpec(
+                name, "continuous", C, time_axis=None, fixed_shape=shape, channel_axis=channel_axis
+            )
 
         return {
-            "structure": spec("structure", (CLIP // 2 // 2, CELLS, CELLS, C)),
-            "dynamics_x": spec("dynamics_x", (C, CLIP, CELLS)),
-            "dynamics_y": spec("dynamics_y", (C, CLIP, CELLS)),
+            "structure": spec("structure", (CLIP // 2 // 2, CELLS, CELLS, C), 3),
+            "dynamics_x": spec("dynamics_x", (C, CLIP, CELLS), 0),
+            "dynamics_y": spec("dynamics_y", (C, CLIP, CELLS), 0),
         }
 
     @property

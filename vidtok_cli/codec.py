@@ -313,6 +313,7 @@ def header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> li
             levels=spec.levels or None,
             codebook_size=spec.codebook_size,
             channels=spec.channels,
+            channel_axis=spec.channel_axis if spec.kind == "continuous" else None,
         )
         for name, spec in specs.items()
     ]
@@ -356,13 +357,12 @@ def check_latent_bits(bits: int | None, latent_dtype: str = "float16") -> int:
 
 
 def quantized_entry(entry: dict[str, Any], bits: int) -> dict[str, Any]:
-    """A continuous stream's header entry quantized at ``bits`` (per channel along the step shape's axis
-    whose length is the stream's channel count, the first such axis; none when no axis matches)."""
+    """A continuous stream's header entry quantized at ``bits`` (per channel along its ``channel_axis``; the
+    whole record as one channel without one)."""
     if entry["kind"] != "continuous":
         return entry
     out = {k: v for k, v in entry.items() if k != "dtype"}
-    ch, shape = entry.get("channels"), entry["shape"]
-    axis = entry.get("channel_axis", shape.index(ch) if ch in shape else None)
+    axis = entry.get("channel_axis")
     out.update(coding="quant", bits=bits, **({} if axis is None else {"channel_axis": axis}))
     return out
 

@@ -79,7 +79,9 @@ class LatentSpec:
     (batch axis removed) that counts latent steps, or None for a clip-level stream: each clip of a non-causal
     family is one step, and the step is the whole per-sample tensor (shape ``fixed_shape``); a sequence of
     such steps stacks them on a new leading axis (in a batch, the batch axis). ``spatial_factor``: the
-    per-step map is the frame size divided by it (None: the step shape is ``fixed_shape``).
+    per-step map is the frame size divided by it (None: the step shape is ``fixed_shape``). ``channel_axis``:
+    the axis of one step's shape that holds the ``channels`` of a continuous stream (per-channel coding uses
+    it); 0 by default for spatial streams, whose step is (channels, h, w).
     """
 
     name: str
@@ -90,6 +92,7 @@ class LatentSpec:
     time_axis: int | None = 1
     spatial_factor: int | None = None
     fixed_shape: tuple[int, ...] | None = None
+    channel_axis: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in LATENT_KINDS:
@@ -105,6 +108,8 @@ class LatentSpec:
             raise ValueError("a vq stream needs its codebook size")
         if self.time_axis is None and self.fixed_shape is None:
             raise ValueError("a clip-level stream (time_axis None) needs its fixed_shape")
+        if self.channel_axis is None and self.kind == "continuous" and self.channels and self.spatial_factor:
+            object.__setattr__(self, "channel_axis", 0)
 
     @property
     def clip_level(self) -> bool:

@@ -95,9 +95,9 @@ class VidTwinTokenizer(ModuleTokenizer):
         c = self.cfg
         dyn = c.dynamics_shape
         return {
-            "structure": LatentSpec("structure", "continuous", c.expect_ch, time_axis=None, fixed_shape=c.structure_shape),  # type: ignore[arg-type]
-            "dynamics_x": LatentSpec("dynamics_x", "continuous", c.d_dim, time_axis=None, fixed_shape=dyn),  # type: ignore[arg-type]
-            "dynamics_y": LatentSpec("dynamics_y", "continuous", c.d_dim, time_axis=None, fixed_shape=dyn),  # type: ignore[arg-type]
+            "structure": LatentSpec("structure", "continuous", c.expect_ch, time_axis=None, fixed_shape=c.structure_shape, channel_axis=3),
+            "dynamics_x": LatentSpec("dynamics_x", "continuous", c.d_dim, time_axis=None, fixed_shape=dyn, channel_axis=0),
+            "dynamics_y": LatentSpec("dynamics_y", "continuous", c.d_dim, time_axis=None, fixed_shape=dyn, channel_axis=0),
         }  # fmt: skip
 
     @property
