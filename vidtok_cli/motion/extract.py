@@ -93,11 +93,15 @@ def _open_source(path: Path):
 def resample(path: str | os.PathLike) -> Iterator[Any]:
     """The source's frames at 6 fps as the official command picks them: yuv420p av.VideoFrame objects
     with time base 1/6 and their picture type cleared."""
+    return _resampled(Path(path))[0]
+
+
+def _resampled(path: Path) -> tuple[Iterator[Any], Any]:
+    """``resample``'s frames and the stream's sample aspect ratio (one opening of the file)."""
     import av
 
-    path = Path(path)
     container, stream = _open_source(path)
-    return _constant_rate(_filtered(av, container, stream, path))
+    return _constant_rate(_filtered(av, container, stream, path)), stream.sample_aspect_ratio
 
 
 def _filtered(av, container, stream, path: Path) -> Iterator[Any]:
@@ -177,9 +181,8 @@ def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS)
     if not 1 <= encoder_threads <= 64:
         raise UsageError(f"encoder_threads must be 1..64, got {encoder_threads}")
     path = Path(path)
-    with _open_input(path) as container:
-        sar = _video_stream(container, path).sample_aspect_ratio
-    return _reencode(av, resample(path), sar, path, encoder_threads)
+    frames, sar = _resampled(path)
+    return _reencode(av, frames, sar, path, encoder_threads)
 
 
 def _reencode(av, frames: Iterator[Any], sar, path: Path, encoder_threads: int) -> Iterator[Any]:
