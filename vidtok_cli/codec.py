@@ -81,8 +81,7 @@ def encode_file(
         from .motion_codec import encode_motion_file, refuse_options
 
         refuse_options(
-            {"--fps": fps is not None, "--size": bool(size), "--crop": crop, "--start": bool(start),
-             "--duration": duration is not None, "--max-frames": max_frames is not None,
+            {"--fps": fps is not None, "--size": bool(size), "--crop": crop,
              "--segment-frames": bool(segment_frames), "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--clip-overlap": bool(clip_overlap),
              "--psnr": psnr, "--chunk-frames": chunk_frames != 16,
@@ -91,7 +90,8 @@ def encode_file(
         )  # fmt: skip
         return encode_motion_file(
             src, dst, m, clips=clips or "default", keyframe_model=keyframe_model, latent_dtype=latent_dtype,
-            force=force, device=device, progress=progress,
+            force=force, device=device, progress=progress, start=start, duration=duration,
+            max_frames=max_frames,
         )  # fmt: skip
     if clips is not None or keyframe_model is not None:
         given = ", ".join(

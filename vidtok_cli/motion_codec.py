@@ -75,11 +75,16 @@ def encode_motion_file(
     force: bool = False,
     device: Any = "auto",
     progress: Progress | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_frames: int | None = None,
 ) -> dict[str, Any]:
     """Encodes ``src`` with the motion-token model ``m`` into ``dst`` (see the module doc); returns a summary.
 
     ``clips``: the clip plan (``default``: the whole video; ``official``: the official sampler).
     ``keyframe_model``: a loaded model or a name / path for key frames (default: the model's own default).
+    ``start`` / ``duration`` / ``max_frames``: a part of the source (``motion.extract_clips``): seconds
+    trimmed before the 6 fps step, at most ``max_frames`` 6 fps frames; recorded in the header.
     """
     import torch
 
@@ -99,7 +104,9 @@ def encode_motion_file(
             )
         m.set_keyframe_model(km)
     km = m.keyframe_model
-    clip_iter = extract_clips(src, plan=clips, resize=resize)
+    window = {"start": start, "duration": duration, "max_frames": max_frames}
+    given = {k: v for k, v in window.items() if v}
+    clip_iter = extract_clips(src, plan=clips, resize=resize, **window)
     first = next(clip_iter, None)  # reads the video now: a bad file fails before any output exists
     if first is None:
         raise video.VideoError(f"{src}: no frames to encode")
@@ -116,6 +123,7 @@ def encode_motion_file(
         "source_size": [src_info.width, src_info.height],
         "source_fps": [src_info.fps.numerator, src_info.fps.denominator],
         "keyframe_model": _model_entry(km, with_config=True),
+        **({"window": given} if given else {}),
     }
     own = _model_entry(m)
     header = vtok.make_header(
@@ -172,6 +180,7 @@ def encode_motion_file(
         "mode": "motion tokens + key frames",
         "streams": list(m.latent_specs),
         "clip_plan": clips,
+        **given,
         "clips": len(starts),
         "key_frame_indices": starts,
         "frames": n,
