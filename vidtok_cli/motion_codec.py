@@ -255,14 +255,9 @@ def decoded_motion_blocks(
     size = (int(h["source"]["height"]), int(h["source"]["width"]))
     specs = m.latent_specs
 
-    def _batched(a: np.ndarray, spec: Any) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        return t if spec.time_axis is None else t[None]
-
     def chunks() -> Iterator[tuple[dict[str, torch.Tensor], int]]:
         for c in reader.iter_chunks():
-            lat = {k: _batched(a, specs[k]) for k, a in c.latents.items()}
-            yield lat, c.end_frame - c.first_frame
+            yield chunk_latents(c, specs), c.end_frame - c.first_frame
 
     with torch.inference_mode():
         if view == "motion":
@@ -276,6 +271,17 @@ def decoded_motion_blocks(
             if only == "key_frame":
                 frames = np.repeat(frames[:1], n, axis=0)
             yield frames[:n]
+
+
+def chunk_latents(chunk: Any, specs: Any) -> dict[str, Any]:
+    """One clip's stored chunk as the model's latents (batch 1): the inverse of ``_chunk_array``."""
+    import torch
+
+    def batched(a: np.ndarray, spec: Any) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t if spec.time_axis is None else t[None]
+
+    return {k: batched(a, specs[k]) for k, a in chunk.latents.items()}
 
 
 def max_motion_magnitude(m: Any, tokens: Iterator[Any], size: tuple[int, int]) -> float:
