@@ -20,6 +20,7 @@ and ``codec.decode_file`` hand such models to this module. Decisions:
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -48,21 +49,6 @@ def refuse_options(given: dict[str, bool], what: str) -> None:
         raise UsageError(f"{', '.join(bad)}: not for {what} (clips of 24 frames at 6 fps, the source's size)")
 
 
-def _model_entry(m: Any, with_config: bool = False) -> dict[str, Any]:
-    card = m.card or {}
-    entry = {
-        "card": str(card.get("name", "unknown")),
-        "family": m.family,
-        "sha256": m.weights_sha256,
-        "weights_reference": str(card.get("weights_reference", "")),
-    }
-    if m.weights_path is not None:
-        entry["weights_file"] = os.path.abspath(m.weights_path)
-    if with_config and isinstance(card.get("config"), dict):
-        entry["config"] = card["config"]
-    return entry
-
-
 def encode_motion_file(
     src: Path,
     dst: Path,
@@ -88,7 +74,7 @@ def encode_motion_file(
     """
     import torch
 
-    from .codec import header_streams
+    from .codec import encoded_sizes, header_model_fields, header_streams, model_entry
     from .frames import frames_to_tensor
     from .loading import load_model
     from .motion import extract_clips
@@ -122,14 +108,11 @@ def encode_motion_file(
         "valid_frames": [],
         "source_size": [src_info.width, src_info.height],
         "source_fps": [src_info.fps.numerator, src_info.fps.denominator],
-        "keyframe_model": _model_entry(km, with_config=True),
+        "keyframe_model": model_entry(km, with_config=True),
         **({"window": given} if given else {}),
     }
-    own = _model_entry(m)
     header = vtok.make_header(
-        model_card=own["card"],
-        weights_sha256=own["sha256"],
-        family=m.family,
+        **header_model_fields(m),
         streams=header_streams(m.latent_specs, height + pad_h, width + pad_w, latent_dtype),
         temporal_factor=m.frame_layout.temporal_factor,
         spatial_factor=m.frame_layout.spatial_factor,
@@ -140,8 +123,6 @@ def encode_motion_file(
         frames_per_record=m.frame_layout.clip_frames,
         causal=False,
         source_file=src.name,
-        weights_reference=own["weights_reference"],
-        **({"weights_file": own["weights_file"]} if "weights_file" in own else {}),
         **{SECTION: section},
         **({"model_config": m.card["config"]} if isinstance(m.card.get("config"), dict) else {}),
     )
@@ -152,7 +133,7 @@ def encode_motion_file(
     valid: list[int] = []
     n_tokens = 0
     with vtok.VtokWriter(dst, header, force=force) as writer, torch.inference_mode():
-        for clip in _chain(first, clip_iter):
+        for clip in itertools.chain((first,), clip_iter):
             key = frames_to_tensor(clip.key_frame, device=m.device)[:, :, 0]
             enc = m.encode(clip.motion[None], key_frames=key)
             arrays = {name: _chunk_array(enc.latents[name], spec) for name, spec in m.latent_specs.items()}
@@ -170,12 +151,12 @@ def encode_motion_file(
                 SECTION: {"key_frame_indices": starts, "valid_frames": valid},
             }
         )
-    size_bytes = dst.stat().st_size
+    sizes = encoded_sizes(dst, n, width, height, 6, n_tokens)
     elapsed = time.perf_counter() - t0
     return {
         "input": str(src),
         "output": str(dst),
-        "model": own["card"],
+        "model": header["model"]["card"],
         "keyframe_model": section["keyframe_model"]["card"],
         "mode": "motion tokens + key frames",
         "streams": list(m.latent_specs),
@@ -183,14 +164,7 @@ def encode_motion_file(
         **given,
         "clips": len(starts),
         "key_frame_indices": starts,
-        "frames": n,
-        "width": width,
-        "height": height,
-        "fps": 6.0,
-        "duration_s": n / 6.0,
-        "file_bytes": size_bytes,
-        "bits_per_pixel": 8 * size_bytes / (n * width * height),
-        "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
+        **sizes,
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
     }
@@ -201,11 +175,6 @@ def _chunk_array(latent: Any, spec: Any) -> np.ndarray:
     axis; a stream with a time axis drops it (its one step is on that axis)."""
     a = latent if spec.time_axis is None else latent[0]
     return a.cpu().numpy().astype(np.int64) if spec.discrete else a.float().cpu().numpy()
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 def attach_keyframe_model(m: Any, header: dict[str, Any], device: Any, where: str) -> None:
