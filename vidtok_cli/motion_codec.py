@@ -10,6 +10,9 @@ and ``codec.decode_file`` hand such models to this module. Decisions:
   (``key_frame_indices``, ``valid_frames``), the plan, the resize variant, the source's size and frame
   rate, and the key-frame model (card, family, weights sha256). The file's frame rate is 6 fps and its
   frame count the sum of the clips' valid frames. No audio (the clips of the official plan have gaps).
+  ``start`` / ``duration`` / ``max_frames`` encode a part: the source is trimmed before the 6 fps step
+  (``motion.extract_clips``), so the part is extracted as a whole file would be; the header's
+  ``motion.window`` records them.
 - Decode: each clip's frames from ``model.decode`` (the key frame warped by the decoded motion), its valid
   frames only, at the source's size. ``view="motion"`` writes the motion field as colours instead, with
   one maximum magnitude for the whole video (a first pass over the motion tokens finds it);
