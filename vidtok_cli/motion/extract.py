@@ -270,7 +270,9 @@ def _encoder(av, first, sar, threads: int):
     enc.gop_size = GOP_SIZE
     enc.max_b_frames = 0
     enc.thread_type = "SLICE"
-    enc.thread_count = threads
+    # One slice per thread, at most one per macroblock row (FFmpeg reduces the count itself): threads
+    # beyond the rows would only wait, so they are not started (the same bitstream, less switching).
+    enc.thread_count = min(threads, -(-first.height // 16))
     if sar:
         enc.sample_aspect_ratio = sar
     enc.open()
