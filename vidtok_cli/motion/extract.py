@@ -14,6 +14,7 @@ read back with mvextractor; ``docs/MOTION.md`` has the details):
   thread count changes the vectors. The official command leaves it at ``auto`` (which depends on the
   machine's CPU count); 16 is what ``auto`` gives on any machine with 15 or more CPUs and what the shared
   reference extractions were made with. The output depends only on this number, not on the cores here.
+  FFmpeg makes at most one slice per macroblock row, so no more threads than rows are started.
 - Each frame's picture type is cleared before encoding (the ffmpeg command line does so too), so source
   I-frames do not force MPEG-4 I-frames.
 - The encoded packets go straight to a decoder with ``flags2=+export_mvs`` (no temporary file, no
