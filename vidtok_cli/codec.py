@@ -87,8 +87,7 @@ def encode_file(
         from .motion_codec import encode_motion_file, refuse_options
 
         refuse_options(
-            {"--fps": fps is not None, "--size": bool(size), "--crop": crop, "--start": bool(start),
-             "--duration": duration is not None, "--max-frames": max_frames is not None,
+            {"--fps": fps is not None, "--size": bool(size), "--crop": crop,
              "--segment-frames": bool(segment_frames), "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--clip-overlap": bool(clip_overlap),
              "--psnr": psnr, "--chunk-frames": chunk_frames != 16,
@@ -97,7 +96,8 @@ def encode_file(
         )  # fmt: skip
         return encode_motion_file(
             src, dst, m, clips=clips or "default", keyframe_model=keyframe_model, latent_dtype=latent_dtype,
-            force=force, device=device, progress=progress,
+            force=force, device=device, progress=progress, start=start, duration=duration,
+            max_frames=max_frames,
         )  # fmt: skip
     if clips is not None or keyframe_model is not None:
         given = ", ".join(
@@ -161,7 +161,7 @@ def encode_file(
         writer.close(
             header_updates={"source": {"frame_count": n}, "padding": {"frames_padded": padded_count - n}}
         )
-    size_bytes = dst.stat().st_size
+    sizes = encoded_sizes(dst, n, source.width, source.height, out_fps, n_tokens)
     elapsed = time.perf_counter() - t0
     quality: dict[str, Any] = {}
     if psnr:
@@ -176,15 +176,8 @@ def encode_file(
         "model": header["model"]["card"],
         "mode": "tokens" if all(spec.discrete for spec in m.latent_specs.values()) else "latent",
         "streams": list(m.latent_specs),
-        "frames": n,
-        "width": source.width,
-        "height": source.height,
-        "fps": float(out_fps),
-        "duration_s": n / float(out_fps),
-        "file_bytes": size_bytes,
-        "bits_per_pixel": 8 * size_bytes / (n * source.width * source.height),
-        "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
-        "compression_ratio_vs_source": src.stat().st_size / size_bytes,
+        **sizes,
+        "compression_ratio_vs_source": src.stat().st_size / sizes["file_bytes"],
         "precision": precision_name(amp),
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
@@ -251,12 +244,10 @@ def _encode_header(
 ) -> dict[str, Any]:  # fmt: skip
     """The .vtok header of an encoding (the frame count is filled in when the last frame was read);
     ``preprocess``: how a fixed-size family's frames were sampled and resized from the source."""
-    layout, card = m.frame_layout, m.card or {}
+    layout = m.frame_layout
     h, w = source.height + source.pad_h, source.width + source.pad_w
     return vtok.make_header(
-        model_card=str(card.get("name", "unknown")),
-        weights_sha256=m.weights_sha256,
-        family=m.family,
+        **header_model_fields(m),
         streams=header_streams(m.latent_specs, h, w, latent_dtype),
         temporal_factor=layout.temporal_factor,
         spatial_factor=layout.spatial_factor,
@@ -268,10 +259,8 @@ def _encode_header(
         segment_frames=segment_frames,
         clip_overlap=clip_overlap,
         audio=audio,
-        weights_reference=str(card.get("weights_reference", "")),
         causal=layout.causal,
         source_file=source.src.name,
-        **({"weights_file": os.path.abspath(m.weights_path)} if m.weights_path is not None else {}),
         **({"preprocess": preprocess} if preprocess is not None else {}),
     )
 
@@ -317,6 +306,49 @@ def header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> li
         )
         for name, spec in specs.items()
     ]
+
+
+def model_entry(m: Any, with_config: bool = False) -> dict[str, Any]:
+    """How a file records a model: ``card``, ``family``, ``sha256``, ``weights_reference``, and
+    ``weights_file`` (absolute) when loaded from a file; ``config``: the card's architecture too."""
+    card = m.card or {}
+    entry = {
+        "card": str(card.get("name", "unknown")),
+        "family": m.family,
+        "sha256": m.weights_sha256,
+        "weights_reference": str(card.get("weights_reference", "")),
+    }
+    if m.weights_path is not None:
+        entry["weights_file"] = os.path.abspath(m.weights_path)
+    if with_config and isinstance(card.get("config"), dict):
+        entry["config"] = card["config"]
+    return entry
+
+
+def header_model_fields(m: Any) -> dict[str, Any]:
+    """``vtok.make_header``'s arguments that name the model (``model_entry`` in the header's terms)."""
+    e = model_entry(m)
+    fields = {"model_card": e["card"], "weights_sha256": e["sha256"], "family": e["family"]}
+    fields["weights_reference"] = e["weights_reference"]
+    return {**fields, **({"weights_file": e["weights_file"]} if "weights_file" in e else {})}
+
+
+def encoded_sizes(
+    dst: Path, frames: int, width: int, height: int, fps: float | Fraction, n_tokens: int
+) -> dict[str, Any]:
+    """The summary's sizes of a written file: frames, size, rate, duration, bytes, bits per pixel and per
+    token (None without tokens)."""
+    size_bytes = dst.stat().st_size
+    return {
+        "frames": frames,
+        "width": width,
+        "height": height,
+        "fps": float(fps),
+        "duration_s": frames / float(fps),
+        "file_bytes": size_bytes,
+        "bits_per_pixel": 8 * size_bytes / (frames * width * height),
+        "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
+    }
 
 
 def _stream_mismatch(specs: Any, streams: list[vtok.Stream]) -> str | None:

@@ -10,6 +10,9 @@ and ``codec.decode_file`` hand such models to this module. Decisions:
   (``key_frame_indices``, ``valid_frames``), the plan, the resize variant, the source's size and frame
   rate, and the key-frame model (card, family, weights sha256). The file's frame rate is 6 fps and its
   frame count the sum of the clips' valid frames. No audio (the clips of the official plan have gaps).
+  ``start`` / ``duration`` / ``max_frames`` encode a part: the source is trimmed before the 6 fps step
+  (``motion.extract_clips``), so the part is extracted as a whole file would be; the header's
+  ``motion.window`` records them.
 - Decode: each clip's frames from ``model.decode`` (the key frame warped by the decoded motion), its valid
   frames only, at the source's size. ``view="motion"`` writes the motion field as colours instead, with
   one maximum magnitude for the whole video (a first pass over the motion tokens finds it);
@@ -20,6 +23,7 @@ and ``codec.decode_file`` hand such models to this module. Decisions:
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -48,21 +52,6 @@ def refuse_options(given: dict[str, bool], what: str) -> None:
         raise UsageError(f"{', '.join(bad)}: not for {what} (clips of 24 frames at 6 fps, the source's size)")
 
 
-def _model_entry(m: Any, with_config: bool = False) -> dict[str, Any]:
-    card = m.card or {}
-    entry = {
-        "card": str(card.get("name", "unknown")),
-        "family": m.family,
-        "sha256": m.weights_sha256,
-        "weights_reference": str(card.get("weights_reference", "")),
-    }
-    if m.weights_path is not None:
-        entry["weights_file"] = os.path.abspath(m.weights_path)
-    if with_config and isinstance(card.get("config"), dict):
-        entry["config"] = card["config"]
-    return entry
-
-
 def encode_motion_file(
     src: Path,
     dst: Path,
@@ -75,15 +64,20 @@ def encode_motion_file(
     force: bool = False,
     device: Any = "auto",
     progress: Progress | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_frames: int | None = None,
 ) -> dict[str, Any]:
     """Encodes ``src`` with the motion-token model ``m`` into ``dst`` (see the module doc); returns a summary.
 
     ``clips``: the clip plan (``default``: the whole video; ``official``: the official sampler).
     ``keyframe_model``: a loaded model or a name / path for key frames (default: the model's own default).
+    ``start`` / ``duration`` / ``max_frames``: a part of the source (``motion.extract_clips``): seconds
+    trimmed before the 6 fps step, at most ``max_frames`` 6 fps frames; recorded in the header.
     """
     import torch
 
-    from .codec import header_streams
+    from .codec import encoded_sizes, header_model_fields, header_streams, model_entry
     from .frames import frames_to_tensor
     from .loading import load_model
     from .motion import extract_clips
@@ -99,7 +93,9 @@ def encode_motion_file(
             )
         m.set_keyframe_model(km)
     km = m.keyframe_model
-    clip_iter = extract_clips(src, plan=clips, resize=resize)
+    window = {"start": start, "duration": duration, "max_frames": max_frames}
+    given = {k: v for k, v in window.items() if v}
+    clip_iter = extract_clips(src, plan=clips, resize=resize, **window)
     first = next(clip_iter, None)  # reads the video now: a bad file fails before any output exists
     if first is None:
         raise video.VideoError(f"{src}: no frames to encode")
@@ -115,13 +111,11 @@ def encode_motion_file(
         "valid_frames": [],
         "source_size": [src_info.width, src_info.height],
         "source_fps": [src_info.fps.numerator, src_info.fps.denominator],
-        "keyframe_model": _model_entry(km, with_config=True),
+        "keyframe_model": model_entry(km, with_config=True),
+        **({"window": given} if given else {}),
     }
-    own = _model_entry(m)
     header = vtok.make_header(
-        model_card=own["card"],
-        weights_sha256=own["sha256"],
-        family=m.family,
+        **header_model_fields(m),
         streams=header_streams(m.latent_specs, height + pad_h, width + pad_w, latent_dtype),
         temporal_factor=m.frame_layout.temporal_factor,
         spatial_factor=m.frame_layout.spatial_factor,
@@ -132,8 +126,6 @@ def encode_motion_file(
         frames_per_record=m.frame_layout.clip_frames,
         causal=False,
         source_file=src.name,
-        weights_reference=own["weights_reference"],
-        **({"weights_file": own["weights_file"]} if "weights_file" in own else {}),
         **{SECTION: section},
         **({"model_config": m.card["config"]} if isinstance(m.card.get("config"), dict) else {}),
     )
@@ -144,7 +136,7 @@ def encode_motion_file(
     valid: list[int] = []
     n_tokens = 0
     with vtok.VtokWriter(dst, header, force=force) as writer, torch.inference_mode():
-        for clip in _chain(first, clip_iter):
+        for clip in itertools.chain((first,), clip_iter):
             key = frames_to_tensor(clip.key_frame, device=m.device)[:, :, 0]
             enc = m.encode(clip.motion[None], key_frames=key)
             arrays = {name: _chunk_array(enc.latents[name], spec) for name, spec in m.latent_specs.items()}
@@ -162,26 +154,20 @@ def encode_motion_file(
                 SECTION: {"key_frame_indices": starts, "valid_frames": valid},
             }
         )
-    size_bytes = dst.stat().st_size
+    sizes = encoded_sizes(dst, n, width, height, 6, n_tokens)
     elapsed = time.perf_counter() - t0
     return {
         "input": str(src),
         "output": str(dst),
-        "model": own["card"],
+        "model": header["model"]["card"],
         "keyframe_model": section["keyframe_model"]["card"],
         "mode": "motion tokens + key frames",
         "streams": list(m.latent_specs),
         "clip_plan": clips,
+        **given,
         "clips": len(starts),
         "key_frame_indices": starts,
-        "frames": n,
-        "width": width,
-        "height": height,
-        "fps": 6.0,
-        "duration_s": n / 6.0,
-        "file_bytes": size_bytes,
-        "bits_per_pixel": 8 * size_bytes / (n * width * height),
-        "bits_per_token": (8 * size_bytes / n_tokens) if n_tokens else None,
+        **sizes,
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
     }
@@ -192,11 +178,6 @@ def _chunk_array(latent: Any, spec: Any) -> np.ndarray:
     axis; a stream with a time axis drops it (its one step is on that axis)."""
     a = latent if spec.time_axis is None else latent[0]
     return a.cpu().numpy().astype(np.int64) if spec.discrete else a.float().cpu().numpy()
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 def attach_keyframe_model(m: Any, header: dict[str, Any], device: Any, where: str) -> None:
@@ -246,14 +227,9 @@ def decoded_motion_blocks(
     size = (int(h["source"]["height"]), int(h["source"]["width"]))
     specs = m.latent_specs
 
-    def _batched(a: np.ndarray, spec: Any) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        return t if spec.time_axis is None else t[None]
-
     def chunks() -> Iterator[tuple[dict[str, torch.Tensor], int]]:
         for c in reader.iter_chunks():
-            lat = {k: _batched(a, specs[k]) for k, a in c.latents.items()}
-            yield lat, c.end_frame - c.first_frame
+            yield chunk_latents(c, specs), c.end_frame - c.first_frame
 
     with torch.inference_mode():
         if view == "motion":
@@ -267,6 +243,17 @@ def decoded_motion_blocks(
             if only == "key_frame":
                 frames = np.repeat(frames[:1], n, axis=0)
             yield frames[:n]
+
+
+def chunk_latents(chunk: Any, specs: Any) -> dict[str, Any]:
+    """One clip's stored chunk as the model's latents (batch 1): the inverse of ``_chunk_array``."""
+    import torch
+
+    def batched(a: np.ndarray, spec: Any) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t if spec.time_axis is None else t[None]
+
+    return {k: batched(a, specs[k]) for k, a in chunk.latents.items()}
 
 
 def max_motion_magnitude(m: Any, tokens: Iterator[Any], size: tuple[int, int]) -> float:

@@ -157,7 +157,16 @@ def bench_cmd(
         else load_model(model, config=config, device=device)
     )
     if getattr(m, "input_kind", "frames") == "motion":  # motion tokens: their own measures (bench/motion.py)
-        _motion_bench(videos, m, json_out, force, quiet)
+        from ..motion_codec import refuse_options
+
+        refuse_options(
+            {"--protocol custom": protocol != "vidtok", **{k: v is not None for k, v in custom.items()},
+             "--long-video": long_video, "--metrics": metrics is not None,
+             "--lpips-weights": lpips_weights is not None, "--i3d-weights": i3d_weights is not None,
+             "--plot": plot is not None, "--save-samples": save_samples is not None},
+            "the bench of a motion-token model (rate, EPE, PSNR/SSIM at 6 fps)",
+        )  # fmt: skip
+        _motion_bench(videos, m, cfg, json_out, csv_out, quiet)
         return
     err = console(stderr=True)
     show = not quiet and json_out != "-"
@@ -193,17 +202,26 @@ def _precision(precision: str | None, dtype: str | None) -> str:
     return p if p == "auto" else SHORT[canonical_dtype(p, "precision")]
 
 
-def _motion_bench(videos: list, m: object, json_out: str | None, force: bool, quiet: bool) -> None:
-    """The bench of a motion-token model: motion end-point error and warped-frame quality vs baselines."""
+def _motion_bench(
+    videos: list, m: object, cfg: object, json_out: str | None, csv_out: Path | None, quiet: bool
+) -> None:
+    """The bench of a motion-token model: rates, motion end-point error and warped-frame quality vs
+    baselines and a real codec at the same rate (``bench/motion.py``)."""
     import json
 
     from ..atomic import write_text
-    from ..bench.motion import format_table, run_motion_bench
+    from ..bench.motion import format_table, run_motion_bench, to_csv
+    from ..bench.rd import parse_crfs
 
-    result = run_motion_bench(videos, m)
+    result = run_motion_bench(
+        videos, m, max_clips=cfg.max_clips, codecs=cfg.rd_codecs or ("x264",), crfs=parse_crfs(cfg.rd_crfs),
+        preset=cfg.rd_preset,
+    )  # fmt: skip
     if json_out == "-":
         typer.echo(json.dumps(result, indent=2))
     elif json_out:
-        write_text(json_out, json.dumps(result, indent=2) + "\n", force=force)
+        write_text(json_out, json.dumps(result, indent=2) + "\n", force=cfg.force)
+    if csv_out is not None:
+        write_text(csv_out, to_csv(result), force=cfg.force)
     if not quiet and json_out != "-":
         console().print(format_table(result), markup=False, highlight=False, soft_wrap=True)

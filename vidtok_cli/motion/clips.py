@@ -21,8 +21,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from ..video.errors import VideoError
-from .extract import ENCODER_THREADS, MotionFrame, iter_motion_frames, reencode
+from .extract import ENCODER_THREADS, WHOLE, MotionFrame, Window, iter_motion_frames, reencode
 from .grid import CLIP_FRAMES, Resize, check_resize, clip_tensor, motion_grid
 from .plans import ClipPlan, check_plan, official_plan
 
@@ -43,6 +44,9 @@ def extract_clips(
     *,
     reencode_source: bool = True,
     encoder_threads: int = ENCODER_THREADS,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_frames: int | None = None,
 ) -> Iterator[MotionClip]:
     """The motion clips of a video, in order of their start frame.
 
@@ -50,18 +54,28 @@ def extract_clips(
     - ``resize``: "tv016" (the official environment, no antialias) or "tv017" (antialiased).
     - ``reencode_source=False``: ``path`` already is the official 6 fps MPEG-4 stream (a raw ``.m4v``).
     - ``encoder_threads``: the MPEG-4 encoder's slice threads (16 reproduces the reference; see extract).
+    - ``start`` / ``duration`` / ``max_frames``: extract a part of the source only: seconds from the file's
+      start, trimmed before the 6 fps step (as ``ffmpeg -ss START -t DURATION -i IN``), and at most
+      ``max_frames`` 6 fps frames. Clip starts count from the part's first 6 fps frame. The defaults
+      (the whole video) reproduce the official extraction exactly.
 
     Options are checked and the file opened when called; clips are computed as the iterator is consumed.
     Raises UsageError for bad options, VideoError (one line naming the file) for unreadable videos.
     """
     check_plan(plan)
     check_resize(resize)
+    window = Window(start, duration, max_frames)
+    window.check()
+    if window != WHOLE and not reencode_source:
+        raise UsageError("start, duration and max_frames need the re-encode (reencode_source=True)")
     path = Path(path)
     if plan == "default":
-        frames = iter_motion_frames(path, reencode_source=reencode_source, encoder_threads=encoder_threads)
+        frames = iter_motion_frames(
+            path, reencode_source=reencode_source, encoder_threads=encoder_threads, window=window
+        )
         return _default_clips(frames, resize)
     if reencode_source:
-        packets = reencode(path, encoder_threads=encoder_threads)
+        packets = reencode(path, encoder_threads=encoder_threads, window=window)
         return _official_clips_reencoded(packets, path, resize)
     return _official_clips(path, _packet_types(path), path, resize)
 

@@ -14,6 +14,7 @@ read back with mvextractor; ``docs/MOTION.md`` has the details):
   thread count changes the vectors. The official command leaves it at ``auto`` (which depends on the
   machine's CPU count); 16 is what ``auto`` gives on any machine with 15 or more CPUs and what the shared
   reference extractions were made with. The output depends only on this number, not on the cores here.
+  FFmpeg makes at most one slice per macroblock row, so no more threads than rows are started.
 - Each frame's picture type is cleared before encoding (the ffmpeg command line does so too), so source
   I-frames do not force MPEG-4 I-frames.
 - The encoded packets go straight to a decoder with ``flags2=+export_mvs`` (no temporary file, no
@@ -39,6 +40,7 @@ from ..errors import UsageError
 from ..video.errors import VideoError, _ffmpeg_reason
 from ..video.orientation import _display_matrix, _orientation_op
 from ..video.probing import _open_input, _video_stream
+from ..video.reader import check_window
 
 FPS = 6
 BIT_RATE = 8_000_000
@@ -90,32 +92,79 @@ def _open_source(path: Path):
     return container, stream
 
 
-def resample(path: str | os.PathLike) -> Iterator[Any]:
+def resample(
+    path: str | os.PathLike,
+    *,
+    start: float = 0.0,
+    duration: float | None = None,
+    max_frames: int | None = None,
+) -> Iterator[Any]:
     """The source's frames at 6 fps as the official command picks them: yuv420p av.VideoFrame objects
-    with time base 1/6 and their picture type cleared."""
+    with time base 1/6 and their picture type cleared.
+
+    ``start`` / ``duration`` (seconds from the file's start) trim the source before the 6 fps step, as
+    ``ffmpeg -ss START -t DURATION -i IN`` does (seek, drop the frames before ``start``, times from 0);
+    ``max_frames`` keeps at most this many 6 fps frames. The defaults keep the whole video.
+    """
+    return _resampled(Path(path), Window(start, duration, max_frames))[0]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the source to extract: seconds ``start`` .. ``start + duration``, ``max_frames`` 6 fps
+    frames at most (None: no limit)."""
+
+    start: float = 0.0
+    duration: float | None = None
+    max_frames: int | None = None
+
+    def check(self) -> None:
+        check_window(self.start, self.duration, self.max_frames)
+
+
+WHOLE = Window()
+
+
+def _resampled(path: Path, window: Window = WHOLE) -> tuple[Iterator[Any], Any]:
+    """``resample``'s frames and the stream's sample aspect ratio (one opening of the file)."""
     import av
 
-    path = Path(path)
+    window.check()
     container, stream = _open_source(path)
-    return _constant_rate(_filtered(av, container, stream, path))
+    frames = _constant_rate(_filtered(av, container, stream, path, window))
+    if window.max_frames is not None:
+        frames = itertools.islice(frames, window.max_frames)
+    return frames, stream.sample_aspect_ratio
 
 
-def _filtered(av, container, stream, path: Path) -> Iterator[Any]:
+def _filtered(av, container, stream, path: Path, window: Window) -> Iterator[Any]:
     stream.codec_context.thread_type = "AUTO"
     tb = stream.time_base
     # The ffmpeg command line shifts every timestamp by the file's start time (all streams).
     offset = 0
     if container.start_time is not None and tb is not None:
         offset = math.floor(Fraction(container.start_time, av.time_base) / Fraction(tb) + Fraction(1, 2))
+    lo, hi = _span(window, tb)
     graph = None
     try:
+        if lo:
+            try:
+                container.seek(offset + lo, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                container.seek(0, stream=stream)  # unseekable: decode from the start and drop
         for frame in container.decode(stream):
+            if frame.pts is not None:
+                frame.pts -= offset + lo
+                if frame.pts < 0:
+                    continue
+                if hi is not None and frame.pts >= hi:
+                    break
             if graph is None:
                 graph = _fps_graph(av, stream, _orientation_op(_display_matrix(frame)))
-            if frame.pts is not None:
-                frame.pts -= offset
             graph.vpush(frame)
             yield from _drain(av, graph)
+        if graph is None and lo:
+            raise VideoError(f"{path}: no video frames from {window.start} s on (the video is shorter)")
         if graph is None:
             raise VideoError(f"{path}: no frames could be decoded (empty or truncated video stream)")
         graph.vpush(None)
@@ -124,6 +173,16 @@ def _filtered(av, container, stream, path: Path) -> Iterator[Any]:
         raise VideoError(f"{path}: cannot decode and resample to {FPS} fps ({_ffmpeg_reason(e)})") from e
     finally:
         container.close()
+
+
+def _span(window: Window, tb) -> tuple[int, int | None]:
+    """The window as stream timestamps from the file's start: (first kept, end or None)."""
+    if window == WHOLE or tb is None:
+        return 0, None
+    lo = math.ceil(Fraction(window.start).limit_denominator(1_000_000) / Fraction(tb))
+    if window.duration is None:
+        return lo, None
+    return lo, math.ceil(Fraction(window.duration).limit_denominator(1_000_000) / Fraction(tb))
 
 
 def _fps_graph(av, stream, orientation: str):
@@ -169,17 +228,19 @@ def _constant_rate(frames: Iterator[Any]) -> Iterator[Any]:
         yield frame
 
 
-def reencode(path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS) -> Iterator[Any]:
+def reencode(
+    path: str | os.PathLike, *, encoder_threads: int = ENCODER_THREADS, window: Window = WHOLE
+) -> Iterator[Any]:
     """The source re-encoded as the official recipe does: av.Packet objects of a 6 fps MPEG-4 Part 2
-    stream (written one after the other they form the official raw ``.m4v`` file)."""
+    stream (written one after the other they form the official raw ``.m4v`` file); ``window``: a part
+    of the source only (see ``resample``)."""
     import av
 
     if not 1 <= encoder_threads <= 64:
         raise UsageError(f"encoder_threads must be 1..64, got {encoder_threads}")
     path = Path(path)
-    with _open_input(path) as container:
-        sar = _video_stream(container, path).sample_aspect_ratio
-    return _reencode(av, resample(path), sar, path, encoder_threads)
+    frames, sar = _resampled(path, window)
+    return _reencode(av, frames, sar, path, encoder_threads)
 
 
 def _reencode(av, frames: Iterator[Any], sar, path: Path, encoder_threads: int) -> Iterator[Any]:
@@ -210,7 +271,9 @@ def _encoder(av, first, sar, threads: int):
     enc.gop_size = GOP_SIZE
     enc.max_b_frames = 0
     enc.thread_type = "SLICE"
-    enc.thread_count = threads
+    # One slice per thread, at most one per macroblock row (FFmpeg reduces the count itself): threads
+    # beyond the rows would only wait, so they are not started (the same bitstream, less switching).
+    enc.thread_count = min(threads, -(-first.height // 16))
     if sar:
         enc.sample_aspect_ratio = sar
     enc.open()
@@ -230,19 +293,26 @@ def _motion_frames(frames) -> Iterator[MotionFrame]:
 
 
 def iter_motion_frames(
-    path: str | os.PathLike, *, reencode_source: bool = True, encoder_threads: int = ENCODER_THREADS
+    path: str | os.PathLike,
+    *,
+    reencode_source: bool = True,
+    encoder_threads: int = ENCODER_THREADS,
+    window: Window = WHOLE,
 ) -> Iterator[MotionFrame]:
     """The frames of the official 6 fps MPEG-4 stream with their motion vectors, one at a time.
 
     ``reencode_source=False`` reads ``path`` as that stream already (a raw ``.m4v`` the official command
-    made, the official ``raw_file=False``). Raises VideoError with one line naming the file.
+    made, the official ``raw_file=False``; ``window`` must then be the whole). ``window``: a part of the
+    source (see ``resample``). Raises VideoError with one line naming the file.
     """
     import av
 
     path = Path(path)
     if reencode_source:
-        packets = reencode(path, encoder_threads=encoder_threads)
+        packets = reencode(path, encoder_threads=encoder_threads, window=window)
         return _decode_packets(av, packets, path)
+    if window != WHOLE:
+        raise UsageError("a time window needs the re-encode (reencode_source=True)")
     container, stream = _open_source(path)
     stream.codec_context.options = {"flags2": "+export_mvs"}
     return _decode_container(av, container, stream, path)

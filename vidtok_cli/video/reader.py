@@ -46,6 +46,16 @@ def _frame_to_rgb(frame) -> np.ndarray:
     return frame.to_ndarray(**kwargs)
 
 
+def check_window(start: float, duration: float | None, max_frames: int | None) -> None:
+    """UsageError for a bad time window: ``start`` < 0 s, ``duration`` <= 0 s or ``max_frames`` < 1."""
+    if start < 0:
+        raise UsageError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"duration must be positive, got {duration}")
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"max_frames must be >= 1, got {max_frames}")
+
+
 def iter_frames(
     path: str | os.PathLike,
     *,
@@ -73,12 +83,7 @@ def iter_frames(
         raise UsageError(f"fps must be positive, got {fps}")
     if interval is not None and interval < 1:
         raise UsageError(f"interval must be >= 1, got {interval}")
-    if start < 0:
-        raise UsageError(f"start must be >= 0 seconds, got {start}")
-    if duration is not None and duration <= 0:
-        raise UsageError(f"duration must be positive, got {duration}")
-    if max_frames is not None and max_frames < 1:
-        raise UsageError(f"max_frames must be >= 1, got {max_frames}")
+    check_window(start, duration, max_frames)
 
     path = Path(path)
     container = _open_input(path)
