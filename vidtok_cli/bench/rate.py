@@ -35,7 +35,7 @@ class _Rate:
         if self.s.mode == "streams":
             from ..codec import header_streams
 
-            streams = header_streams(self.s.specs, height, width, "float16")
+            streams = header_streams(self.s.specs, height, width, "float16", bits)
             return self._writer(streams, self.s.tdf, width, height, frames_per_record)
         if self.s.mode == "tokens":
             stream = vtok.stream_entry("tokens", "fsq", (lat_h, lat_w), time_axis=0, levels=self.s.levels)
