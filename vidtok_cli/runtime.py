@@ -3,12 +3,16 @@
 ``--device auto`` picks CUDA when present. ``--precision auto`` is bf16 autocast on CUDA and float32 on the
 CPU; ``fp32`` runs in float32 with TF32 off (results comparable with the official float32 code);
 ``bf16``/``fp16`` run the model under autocast (weights stay float32). Nothing here changes global torch
-state except inside the context managers it returns.
+state except inside the context managers it returns; :func:`reuse_freed_memory` tunes the C library's
+allocator for the whole process (called when a model is loaded).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +23,32 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+_allocator_tuned: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Makes the C library keep freed host memory for reuse instead of unmapping it (glibc only).
+
+    By default every large tensor is a fresh ``mmap`` whose pages fault in one by one when first
+    written; on a loaded CPU that costs more than the arithmetic of the element-wise layers. With
+    ``mmap`` off for the heap and a high trim threshold, activations reuse pages already mapped. The
+    process keeps its peak heap. Process-wide and idempotent; returns whether it took effect.
+    ``VIDTOK_SYSTEM_MALLOC=1`` keeps the system default.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = False
+        if sys.platform.startswith("linux") and os.environ.get("VIDTOK_SYSTEM_MALLOC", "") in ("", "0"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                _allocator_tuned = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                )
+            except (OSError, AttributeError):
+                pass
+    return _allocator_tuned
 
 
 def resolve_device(device: Any = "auto") -> torch.device:
