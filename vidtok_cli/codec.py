@@ -86,10 +86,12 @@ def encode_file(
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
+        from .prefetch import prefetch
         from .stream import encode_frames
 
+        frames = prefetch(source.frames(), depth=2 * chunk_frames)  # decoded ahead of the model
         chunks = encode_frames(
-            m, source.frames(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
+            m, frames, chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
             tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp,
         )  # fmt: skip
         n_tokens = _write_chunks(writer, m.latent_specs, chunks, bool(segment_frames))
@@ -428,9 +430,12 @@ def decode_file(
         with video.VideoWriter(
             dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force
         ) as w:
-            for block in wanted():
-                w.write(block)
-                written += block.shape[0]
+            from .prefetch import write_behind
+
+            with write_behind(w.write) as write:  # the writer thread encodes while the model decodes
+                for block in wanted():
+                    write(block)
+                    written += block.shape[0]
             if audio_info is not None:  # the audio of the decoded frames only
                 stored = (
                     video.AudioPacket(
