@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import os
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .dtypes import SHORT, canonical_dtype
 from .errors import UsageError
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+T = TypeVar("T")
+
+
+class PrecisionWarning(UserWarning):
+    """A chunk computed in reduced precision was not finite and was recomputed in float32."""
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 _allocator_tuned: bool | None = None
@@ -116,3 +124,47 @@ def tf32(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _tensors(obj: Any, depth: int = 0) -> Iterator[Any]:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 3 and isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _tensors(v, depth + 1)
+    elif depth < 3 and isinstance(obj, (tuple, list)):
+        for v in obj:
+            yield from _tensors(v, depth + 1)
+    elif depth < 3 and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _tensors(getattr(obj, f.name), depth + 1)
+
+
+def all_finite(obj: Any) -> bool:
+    """Whether every floating-point tensor in ``obj`` (a tensor, mapping, sequence or dataclass) is finite."""
+    import torch
+
+    return all(bool(torch.isfinite(t).all()) for t in _tensors(obj) if t.is_floating_point())
+
+
+def recompute_if_not_finite(run: Callable[[], T], device: torch.device, what: str = "a chunk") -> T:
+    """``run()``; when autocast is on and the result holds NaN or infinity, ``run()`` again in float32.
+
+    ``run`` must be repeatable (start from the same causal state each time). The recomputation is
+    reported with a :class:`PrecisionWarning`.
+    """
+    import torch
+
+    out = run()
+    if device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device.type) or all_finite(out):
+        return out
+    dtype = torch.get_autocast_dtype(device.type)
+    warnings.warn(
+        f"{what}: {precision_name(dtype)} output was not finite; recomputed in float32",
+        PrecisionWarning,
+        stacklevel=2,
+    )
+    with torch.autocast(device.type, enabled=False):
+        return run()

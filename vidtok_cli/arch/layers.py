@@ -86,6 +86,10 @@ class StreamState:
     def started(self) -> bool:
         return bool(self.caches) or bool(self.counters)
 
+    def __copy__(self) -> StreamState:
+        """An independent snapshot: operators replace cache entries and never modify them in place."""
+        return StreamState(dict(self.caches), dict(self.counters), self.final)
+
 
 class Streaming(nn.Module):
     """Mixin: a module with a per-stream cache, identified by ``cache_key`` (set by the model)."""
@@ -258,6 +262,14 @@ class SymConv1d(nn.Conv1d):
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
         pad = (self.kernel_size[0] - 1) // 2
         return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(pad, 0, 0))
+
+
+def in_float32(fn: Any, x: Tensor, *args: Any) -> Tensor:
+    """``fn(x, *args)`` in float32 with autocast off (the latent head under reduced precision)."""
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(x.float(), *args)
+    return fn(x, *args)
 
 
 def silu(x: Tensor) -> Tensor:

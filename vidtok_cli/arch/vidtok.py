@@ -42,6 +42,7 @@ from .layers import (
     apply_norm,
     assign_cache_keys,
     channels_last,
+    in_float32,
     make_norm,
     silu,
 )
@@ -145,7 +146,7 @@ class Encoder(nn.Module):
                         return x.new_zeros(x.shape[0], out_channels, 0, *self.output_size(*x.shape[-2:]))
         h = self.layout(self.mid(h, state))
         h = silu(apply_norm(self.norm_out, h, self.norm_scope))
-        return self.conv_out(h, state).contiguous()
+        return in_float32(self.conv_out, h, state).contiguous()  # the latent head in float32
 
 
 class Decoder(nn.Module):
