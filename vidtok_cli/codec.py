@@ -385,11 +385,12 @@ def decode_file(
     tile: int | None = None,
     tile_overlap: int | None = None,
     precision: str = "auto",
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
     ``tile``/``tile_overlap``: decode overlapping spatial tiles of this many output pixels.
-    ``precision``: as for ``encode_file``.
+    ``precision``: as for ``encode_file``. ``compile``: ``torch.compile`` the model first (``runtime.compile_model``).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -400,6 +401,10 @@ def decode_file(
     reader = vtok.VtokReader(src)
     h = reader.header
     m = _load_for_file(h, weights, device, src)
+    if compile:
+        from .runtime import compile_model
+
+        compile_model(m)
     amp = compute_dtype(precision, m.device)
     from .stream import check_tile
 

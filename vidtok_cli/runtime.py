@@ -168,3 +168,19 @@ def recompute_if_not_finite(run: Callable[[], T], device: torch.device, what: st
     )
     with torch.autocast(device.type, enabled=False):
         return run()
+
+
+def compile_model(tokenizer: Any) -> Any:
+    """Compiles the tokenizer's network with ``torch.compile`` in place (``--compile``); returns it.
+
+    Each top-level part (encoder, decoder, regularizer) is compiled on its own, so that the streaming
+    calls keep their Python control flow; shapes repeat from chunk to chunk, so after the first chunks
+    no more compilation happens. Compilation takes minutes on a CPU, hence off by default.
+    """
+    import torch
+
+    if not hasattr(torch, "compile"):
+        raise UsageError("--compile needs torch.compile (PyTorch 2)")
+    for part in tokenizer.module.children():
+        part.compile(dynamic=False)
+    return tokenizer

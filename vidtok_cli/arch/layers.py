@@ -453,6 +453,8 @@ class TimeDownsample(Streaming):
             xp = F.pad(x, (0, 0, 0, 0, 0, 1))
             x1 = F.avg_pool3d(xp, (3, 1, 1), stride=(2, 1, 1))
             x2 = self.conv(xp)
+        if inplace_ok() and x1.shape == x2.shape and x1.dtype == x2.dtype:  # alpha * x1 + (1 - alpha) * x2
+            return x2.lerp_(x1, alpha.to(x2.dtype))
         return alpha * x1 + (1 - alpha) * x2
 
 
@@ -529,6 +531,6 @@ class TimeUpsample(Streaming):
         if up.shape[2] == 0 and self.causal:
             return up
         out = self.conv(up, state)
-        if inplace_ok():
-            return out.mul_(1 - alpha).add_(up, alpha=float(alpha))
+        if inplace_ok():  # alpha * up + (1 - alpha) * out
+            return out.lerp_(up, alpha.to(out.dtype))
         return alpha * up + (1 - alpha) * out

@@ -33,6 +33,9 @@ def decode_cmd(
     tile_overlap: int | None = typer.Option(
         None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
     ),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the model (minutes of compilation; for long jobs)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -44,6 +47,6 @@ def decode_cmd(
         summary = decode_file(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
-            tile_overlap=tile_overlap, precision=precision,
+            tile_overlap=tile_overlap, precision=precision, compile=compile_,
         )  # fmt: skip
     print_summary(summary, as_json, quiet, f"decoded {src.name}")
