@@ -146,10 +146,12 @@ def encode_file(
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
+        from .prefetch import prefetch
         from .stream import encode_frames
 
+        frames = prefetch(source.frames(), depth=2 * chunk_frames)  # decoded ahead of the model
         chunks = encode_frames(
-            m, source.frames(), chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
+            m, frames, chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
             tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp,
         )  # fmt: skip
         n_tokens = _write_chunks(writer, m.latent_specs, chunks, bool(segment_frames))
@@ -524,6 +526,7 @@ def decode_file(
     streams_from: tuple[str | os.PathLike[str], str] | None = None,
     size: str | None = None,
     view: str | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
@@ -535,6 +538,7 @@ def decode_file(
     and the summary's ``warning`` says so. ``size``: ``"source"`` scales the frames of a fixed-size model
     back to the source video's width x height (recorded at encode time). ``view``: motion-token files
     only (``motion_codec``): ``"motion"`` writes the colour-coded motion field.
+    ``compile``: ``torch.compile`` the model first (``runtime.compile_model``).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -554,7 +558,7 @@ def decode_file(
         refuse_options(
             {"--size": size is not None, "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--start-frame": bool(start_frame), "--frames": frames is not None,
-             "--dynamics-from": streams_from is not None},
+             "--dynamics-from": streams_from is not None, "--compile": compile},
             "a motion-token file",
         )  # fmt: skip
         return decode_motion_file(
@@ -563,6 +567,10 @@ def decode_file(
         )  # fmt: skip
     if view is not None and view != "frames":
         raise UsageError(f"--view {view}: only for motion-token files (e.g. lavit-motion)")
+    if compile:
+        from .runtime import compile_model
+
+        compile_model(m)
     amp = compute_dtype(precision, m.device)
     from .stream import check_fixed_size_tile, check_only, check_tile
 
@@ -604,9 +612,12 @@ def decode_file(
         with video.VideoWriter(
             dst, width, height, fps, crf=crf, preset=preset, audio=audio_info, force=force
         ) as w:
-            for block in wanted():
-                w.write(block)
-                written += block.shape[0]
+            from .prefetch import write_behind
+
+            with write_behind(w.write) as write:  # the writer thread encodes while the model decodes
+                for block in wanted():
+                    write(block)
+                    written += block.shape[0]
             if audio_info is not None:  # the audio of the decoded frames only
                 stored = (
                     video.AudioPacket(

@@ -23,7 +23,7 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .official_config import read_config_file
-from .runtime import resolve_device, torch_dtype
+from .runtime import resolve_device, reuse_freed_memory, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -318,6 +318,7 @@ def load_model(
     """
     torch_dt = torch_dtype(dtype)
     dev = resolve_device(device)
+    reuse_freed_memory()
     fam = _weightless(weights, config)
     if fam is not None:
         cfg = fam.default_config()

@@ -3,14 +3,20 @@
 ``--device auto`` picks CUDA when present. ``--precision auto`` is bf16 autocast on CUDA and float32 on the
 CPU; ``fp32`` runs in float32 with TF32 off (results comparable with the official float32 code);
 ``bf16``/``fp16`` run the model under autocast (weights stay float32). Nothing here changes global torch
-state except inside the context managers it returns.
+state except inside the context managers it returns; :func:`reuse_freed_memory` tunes the C library's
+allocator for the whole process (called when a model is loaded).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+import ctypes
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .dtypes import SHORT, canonical_dtype
 from .errors import UsageError
@@ -19,6 +25,38 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+T = TypeVar("T")
+
+
+class PrecisionWarning(UserWarning):
+    """A chunk computed in reduced precision was not finite and was recomputed in float32."""
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+_allocator_tuned: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Makes the C library keep freed host memory for reuse instead of unmapping it (glibc only).
+
+    By default every large tensor is a fresh ``mmap`` whose pages fault in one by one when first
+    written; on a loaded CPU that costs more than the arithmetic of the element-wise layers. With
+    ``mmap`` off for the heap and a high trim threshold, activations reuse pages already mapped. The
+    process keeps its peak heap. Process-wide and idempotent; returns whether it took effect.
+    ``VIDTOK_SYSTEM_MALLOC=1`` keeps the system default.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = False
+        if sys.platform.startswith("linux") and os.environ.get("VIDTOK_SYSTEM_MALLOC", "") in ("", "0"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                _allocator_tuned = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+                    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                )
+            except (OSError, AttributeError):
+                pass
+    return _allocator_tuned
 
 
 def resolve_device(device: Any = "auto") -> torch.device:
@@ -86,3 +124,64 @@ def tf32(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _tensors(obj: Any, depth: int = 0) -> Iterator[Any]:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif depth < 3 and isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _tensors(v, depth + 1)
+    elif depth < 3 and isinstance(obj, (tuple, list)):
+        for v in obj:
+            yield from _tensors(v, depth + 1)
+    elif depth < 3 and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _tensors(getattr(obj, f.name), depth + 1)
+
+
+def all_finite(obj: Any) -> bool:
+    """Whether every floating-point tensor in ``obj`` (a tensor, mapping, sequence or dataclass) is finite."""
+    import torch
+
+    return all(bool(torch.isfinite(t).all()) for t in _tensors(obj) if t.is_floating_point())
+
+
+def recompute_if_not_finite(run: Callable[[], T], device: torch.device, what: str = "a chunk") -> T:
+    """``run()``; when autocast is on and the result holds NaN or infinity, ``run()`` again in float32.
+
+    ``run`` must be repeatable (start from the same causal state each time). The recomputation is
+    reported with a :class:`PrecisionWarning`.
+    """
+    import torch
+
+    out = run()
+    if device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device.type) or all_finite(out):
+        return out
+    dtype = torch.get_autocast_dtype(device.type)
+    warnings.warn(
+        f"{what}: {precision_name(dtype)} output was not finite; recomputed in float32",
+        PrecisionWarning,
+        stacklevel=2,
+    )
+    with torch.autocast(device.type, enabled=False):
+        return run()
+
+
+def compile_model(tokenizer: Any, backend: str = "inductor") -> Any:
+    """Compiles the tokenizer's network with ``torch.compile`` in place (``--compile``); returns it.
+
+    Each top-level part (encoder, decoder, regularizer) is compiled on its own, so that the streaming
+    calls keep their Python control flow; shapes repeat from chunk to chunk, so after the first chunks
+    no more compilation happens. Compilation takes minutes on a CPU, hence off by default. ``backend``: the
+    ``torch.compile`` backend (``aot_eager`` traces the same graphs without generating kernels).
+    """
+    import torch
+
+    if not hasattr(torch, "compile"):
+        raise UsageError("--compile needs torch.compile (PyTorch 2)")
+    for part in tokenizer.module.children():
+        part.compile(dynamic=False, backend=backend)
+    return tokenizer

@@ -13,6 +13,7 @@ Only the `Tokenizer` interface is used: any family streams through this code.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import torch
 
 from .errors import UsageError
 from .frames import frames_to_tensor, tensor_to_frames
-from .runtime import autocast
+from .runtime import autocast, recompute_if_not_finite
 from .tokenizer import Encoded, LatentSpec, Tokenizer
 
 
@@ -209,9 +210,12 @@ class ChunkEncoder:
 
     def _run(self, x: torch.Tensor, k: int) -> Encoded:
         if self.model.frame_layout.causal:
-            out, self.states[k] = self.model.encode_chunk(x, self.states.get(k))
+            before = self.states.get(k)  # a retry in float32 starts again from here
+            out, self.states[k] = recompute_if_not_finite(
+                lambda: self.model.encode_chunk(x, copy.copy(before)), x.device, "encoder chunk"
+            )
             return out
-        return self.model.encode(x)
+        return recompute_if_not_finite(lambda: self.model.encode(x), x.device, "encoder clip")
 
     def __call__(self, x: torch.Tensor) -> Encoded:
         h, w = x.shape[-2:]
@@ -256,12 +260,15 @@ class ChunkDecoder:
         return bool(self.states)
 
     def _run(self, z: dict[str, torch.Tensor], k: int, final: bool) -> torch.Tensor:
+        device = next(iter(z.values())).device
         if self.model.frame_layout.causal:
-            out, self.states[k] = self.model.decode_chunk(z, self.states.get(k), final=final)
+            before = self.states.get(k)
+            out, self.states[k] = recompute_if_not_finite(
+                lambda: self.model.decode_chunk(z, copy.copy(before), final=final), device, "decoder chunk"
+            )
             return out
-        if self.only is not None:
-            return _clips_in_time(self.model.decode(z, only=self.only))
-        return _clips_in_time(self.model.decode(z))
+        out = recompute_if_not_finite(lambda: self.model.decode(z, only=self.only), device, "decoder clip")
+        return _clips_in_time(out)
 
     def __call__(self, z: dict[str, torch.Tensor], final: bool = False) -> torch.Tensor:
         f = self.model.frame_layout.spatial_factor

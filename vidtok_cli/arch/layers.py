@@ -9,6 +9,12 @@ Causal temporal operators are streaming operators: they read and update a :class
 that holds, per operator, the input frames that later output frames still need. Processing a whole
 clip is the special case of one chunk with a fresh state and ``final=True``, so chunked and whole-clip
 results agree up to float rounding by construction.
+
+Layout: activations run in the channels-last 3-D memory format (``torch.channels_last_3d``: channels
+innermost), in which oneDNN's convolutions are fastest on CPU, per-position norms read contiguous rows
+and concatenating frames is a plain copy of contiguous slabs. The model converts its input once
+(:func:`channels_last`); every layer keeps the format. Without autograd (inference), activations and
+residual sums are updated in place so that no large temporary is allocated twice.
 """
 
 from __future__ import annotations
@@ -19,6 +25,46 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# ----------------------------------------------------------------------------- layout
+
+
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` (B, C, T, H, W) in the channels-last 3-D memory format (no copy when it already is)."""
+    return x.contiguous(memory_format=torch.channels_last_3d)
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is laid out channels-last (and not also plainly contiguous, as 1-channel tensors are)."""
+    return x.is_contiguous(memory_format=torch.channels_last_3d) and not (
+        x.is_contiguous() and x.shape[1] > 1
+    )
+
+
+def like(x: Tensor, ref: Tensor) -> Tensor:
+    """``x`` in the memory format of ``ref`` (channels-last or contiguous)."""
+    return channels_last(x) if is_channels_last(ref) else x.contiguous()
+
+
+def positions(x: Tensor) -> Tensor:
+    """The (B, T, H, W, C) view of a video tensor (contiguous for a channels-last one)."""
+    return x.permute(0, 2, 3, 4, 1)
+
+
+def video(v: Tensor) -> Tensor:
+    """Inverse of :func:`positions`: the (B, C, T, H, W) view of a (B, T, H, W, C) tensor."""
+    return v.permute(0, 4, 1, 2, 3)
+
+
+def inplace_ok() -> bool:
+    """Whether activations may be overwritten in place (no autograd graph is recorded)."""
+    return not torch.is_grad_enabled()
+
+
+def add_residual(h: Tensor, x: Tensor) -> Tensor:
+    """``x + h``, accumulated into ``h`` (a fresh activation) when no graph is recorded."""
+    return h.add_(x) if inplace_ok() and h.shape == x.shape and h.dtype == x.dtype else x + h
+
 
 # ----------------------------------------------------------------------------- streaming state
 
@@ -39,6 +85,10 @@ class StreamState:
     @property
     def started(self) -> bool:
         return bool(self.caches) or bool(self.counters)
+
+    def __copy__(self) -> StreamState:
+        """An independent snapshot: operators replace cache entries and never modify them in place."""
+        return StreamState(dict(self.caches), dict(self.counters), self.final)
 
 
 class Streaming(nn.Module):
@@ -69,9 +119,9 @@ def take_windows(
         if front_pad == 0:
             cache = x[:, :, :0]
         elif replicate:
-            cache = x[:, :, :1].expand(-1, -1, front_pad, *x.shape[3:])
+            cache = like(x[:, :, :1].expand(-1, -1, front_pad, *x.shape[3:]), x)
         else:
-            cache = x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:])
+            cache = like(x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:]), x)
     buf = torch.cat([cache, x], dim=2) if cache.shape[2] else x
     length = buf.shape[2]
     n = (length - receptive) // stride + 1 if length >= receptive else 0
@@ -121,6 +171,9 @@ def apply_norm(norm: nn.Module, x: Tensor, scope: str) -> Tensor:
     if isinstance(norm, LayerNorm):
         return norm(x)
     b, c, t, h, w = x.shape
+    if scope == "pixel_frame" and norm.num_groups == 1:  # a LayerNorm over channels at each position
+        y = F.layer_norm(positions(x), (c,), norm.weight, norm.bias, norm.eps)
+        return video(y)
     if scope == "clip":
         return norm(x)
     if scope == "frame":
@@ -211,8 +264,17 @@ class SymConv1d(nn.Conv1d):
         return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(pad, 0, 0))
 
 
+def in_float32(fn: Any, x: Tensor, *args: Any) -> Tensor:
+    """``fn(x, *args)`` in float32 with autocast off (the latent head under reduced precision)."""
+    if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(x.float(), *args)
+    return fn(x, *args)
+
+
 def silu(x: Tensor) -> Tensor:
-    return F.silu(x)
+    """SiLU; in place when no graph is recorded (``x`` must be a fresh activation, e.g. a norm's output)."""
+    return F.silu(x, inplace=inplace_ok())
 
 
 # ----------------------------------------------------------------------------- residual blocks
@@ -236,7 +298,7 @@ class ResnetBlock2D(nn.Module):
         h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, "frame"))))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
-        return x + h
+        return add_residual(h, x)
 
 
 class TemporalResBlock(nn.Module):
@@ -269,7 +331,7 @@ class TemporalResBlock(nn.Module):
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
         h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
-        return x + h
+        return add_residual(h, x)
 
 
 class ResnetBlock3D(nn.Module):
@@ -293,7 +355,7 @@ class ResnetBlock3D(nn.Module):
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
         h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
-        return x + h
+        return add_residual(h, x)
 
 
 class FrameAttention(nn.Module):
@@ -324,11 +386,11 @@ class FrameAttention(nn.Module):
         b, c, t, h, w = x.shape
         if t == 0:
             return x
-        hn = apply_norm(self.norm, x, self.scope).permute(0, 2, 3, 4, 1).reshape(b, t, h * w, c)
+        hn = positions(apply_norm(self.norm, x, self.scope)).reshape(b, t, h * w, c)
         q, k, v = (self._linear(m, hn) for m in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v)
         out = self._linear(self.proj_out, a)
-        return x + out.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+        return add_residual(video(out.reshape(b, t, h, w, c)), x)
 
 
 # ----------------------------------------------------------------------------- resampling
@@ -354,8 +416,11 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
-        up = x[:, :, :, :, None, :, None].expand(b, c, t, h, 2, w, 2).reshape(b, c, t, 2 * h, 2 * w)
-        return self.conv(up)
+        if not is_channels_last(x):
+            up = x[:, :, :, :, None, :, None].expand(b, c, t, h, 2, w, 2).reshape(b, c, t, 2 * h, 2 * w)
+            return self.conv(up)
+        up = positions(x)[:, :, :, None, :, None].expand(b, t, h, 2, w, 2, c).reshape(b, t, 2 * h, 2 * w, c)
+        return self.conv(video(up))
 
 
 class TimeDownsample(Streaming):
@@ -388,6 +453,8 @@ class TimeDownsample(Streaming):
             xp = F.pad(x, (0, 0, 0, 0, 0, 1))
             x1 = F.avg_pool3d(xp, (3, 1, 1), stride=(2, 1, 1))
             x2 = self.conv(xp)
+        if inplace_ok() and x1.shape == x2.shape and x1.dtype == x2.dtype:  # alpha * x1 + (1 - alpha) * x2
+            return x2.lerp_(x1, alpha.to(x2.dtype))
         return alpha * x1 + (1 - alpha) * x2
 
 
@@ -447,14 +514,23 @@ class TimeUpsample(Streaming):
         odd = 0.75 * cur + 0.25 * right
         state.caches[key] = (frames[:, :, m:].clone(), frames[:, :, m - 1 : m].clone(), start + m)
         b, c, _, h, w = cur.shape
-        return torch.stack([even, odd], dim=3).reshape(b, c, 2 * m, h, w)
+        if not is_channels_last(cur):
+            return torch.stack([even, odd], dim=3).reshape(b, c, 2 * m, h, w)
+        return video(torch.stack([positions(even), positions(odd)], dim=2).reshape(b, 2 * m, h, w, c))
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         alpha = torch.sigmoid(self.mix_factor)
         if self.linear:
             up = self._interpolate(x, state)
         else:
-            up = x.repeat_interleave(2, dim=2)
+            b, c, t, h, w = x.shape
+            if is_channels_last(x):
+                up = video(positions(x)[:, :, None].expand(b, t, 2, h, w, c).reshape(b, 2 * t, h, w, c))
+            else:
+                up = x.repeat_interleave(2, dim=2)
         if up.shape[2] == 0 and self.causal:
             return up
-        return alpha * up + (1 - alpha) * self.conv(up, state)
+        out = self.conv(up, state)
+        if inplace_ok():  # alpha * up + (1 - alpha) * out
+            return out.lerp_(up, alpha.to(out.dtype))
+        return alpha * up + (1 - alpha) * out

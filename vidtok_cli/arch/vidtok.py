@@ -41,6 +41,8 @@ from .layers import (
     Upsample,
     apply_norm,
     assign_cache_keys,
+    channels_last,
+    in_float32,
     make_norm,
     silu,
 )
@@ -73,12 +75,24 @@ def _conv3(cfg: VidTokConfig, cin: int, cout: int, replicate: bool) -> nn.Module
     return SymConv3d(cin, cout, 3, padding=1)
 
 
+class _Layout:
+    """The activation layout of a model: channels-last for wide models (oneDNN's convolutions are
+    faster there), else the plain layout (narrow convolutions return it anyway)."""
+
+    def __init__(self, cfg: VidTokConfig):
+        self.channels_last = cfg.ch >= 64
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return channels_last(x) if self.channels_last else x
+
+
 class Encoder(nn.Module):
     """VidTok encoder: video (B, in_channels, T, H, W) -> moments (KL) or pre-quantisation latent (FSQ)."""
 
     def __init__(self, cfg: VidTokConfig):
         super().__init__()
         self.cfg = cfg
+        self.layout = _Layout(cfg)
         replicate = cfg.version == "v1.1"
         ch, mult = cfg.ch, cfg.ch_mult
         self.conv_in = _conv3(cfg, cfg.in_channels, ch, replicate)
@@ -119,20 +133,20 @@ class Encoder(nn.Module):
         out_channels = self.conv_out.conv.out_channels if self.cfg.causal else self.conv_out.out_channels
         if x.shape[2] == 0:
             return x.new_zeros(x.shape[0], out_channels, 0, *self.output_size(*x.shape[-2:]))
-        h = self.conv_in(x, state)
+        h = self.layout(self.conv_in(self.layout(x), state))
         for i in range(self.cfg.num_levels):
             level, level_t = self.down[i], self.down_temporal[i]
             for block_s, block_t in zip(level.block, level_t.block, strict=True):
-                h = block_t(block_s(h), state)
+                h = self.layout(block_t(self.layout(block_s(h)), state))
             if hasattr(level, "downsample"):
-                h = level.downsample(h)
+                h = self.layout(level.downsample(h))
                 if hasattr(level_t, "downsample"):
-                    h = level_t.downsample(h, state)
+                    h = self.layout(level_t.downsample(h, state))
                     if h.shape[2] == 0:  # this chunk completes no latent yet
                         return x.new_zeros(x.shape[0], out_channels, 0, *self.output_size(*x.shape[-2:]))
-        h = self.mid(h, state)
+        h = self.layout(self.mid(h, state))
         h = silu(apply_norm(self.norm_out, h, self.norm_scope))
-        return self.conv_out(h, state)
+        return in_float32(self.conv_out, h, state).contiguous()  # the latent head in float32
 
 
 class Decoder(nn.Module):
@@ -141,6 +155,7 @@ class Decoder(nn.Module):
     def __init__(self, cfg: VidTokConfig):
         super().__init__()
         self.cfg = cfg
+        self.layout = _Layout(cfg)
         replicate = cfg.version == "v1.1"
         linear = cfg.interpolation_mode == "trilinear"
         ch, mult = cfg.ch, cfg.ch_mult
@@ -181,27 +196,27 @@ class Decoder(nn.Module):
             return empty
         # with look-ahead layers (v1.1 trilinear) a chunk may hold no frame at some stage while a
         # final chunk still has frames to flush further down, so empty tensors flow through
-        h = self.conv_in(z, state)
+        h = self.layout(self.conv_in(self.layout(z), state))
         if h.shape[2]:
-            h = self.mid(h, state)
+            h = self.layout(self.mid(h, state))
         for i in reversed(range(self.cfg.num_levels)):
             level, level_t = self.up[i], self.up_temporal[i]
             if h.shape[2]:
                 for block_s, block_t in zip(level.block, level_t.block, strict=True):
-                    h = block_t(block_s(h), state)
+                    h = self.layout(block_t(self.layout(block_s(h)), state))
             else:
                 h = h.new_zeros(h.shape[0], self.cfg.ch * self.cfg.ch_mult[i], 0, *h.shape[3:])
             if hasattr(level, "upsample"):
                 if h.shape[2]:
-                    h = level.upsample(h)
+                    h = self.layout(level.upsample(h))
                 else:
                     h = h.new_zeros(*h.shape[:3], 2 * h.shape[3], 2 * h.shape[4])
                 if hasattr(level_t, "upsample"):
-                    h = level_t.upsample(h, state)
+                    h = self.layout(level_t.upsample(h, state))
         if h.shape[2] == 0:
             return empty
         h = silu(apply_norm(self.norm_out, h, self.norm_scope))
-        return self.conv_out(h, state)
+        return self.conv_out(h, state).contiguous()
 
 
 @dataclass

@@ -49,6 +49,9 @@ def decode_cmd(
     view: str | None = typer.Option(
         None, "--view", help="Motion-token files: frames (default) or motion (the colour-coded motion field)."
     ),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the model (minutes of compilation; for long jobs)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -61,7 +64,7 @@ def decode_cmd(
             src, output, weights=weights, crf=crf, preset=preset, start_frame=start_frame, frames=frames,
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
             tile_overlap=tile_overlap, precision=precision, only=only, size=size, view=view,
-            streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"),
+            streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"), compile=compile_,
         )  # fmt: skip
     if summary.get("warning") and not (quiet or as_json):
         console(stderr=True).print(f"vidtok: warning: {summary['warning']}", markup=False, highlight=False)

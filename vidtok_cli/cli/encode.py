@@ -77,6 +77,9 @@ def encode_cmd(
     precision: str = typer.Option(
         "auto", "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16."
     ),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the model (minutes of compilation; for long jobs)."
+    ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -107,6 +110,10 @@ def encode_cmd(
     if world > 1 and device == "auto":
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}" if _cuda_available() else "cpu"
     m = load_model(model, config=config, device=device)
+    if compile_:
+        from ..runtime import compile_model
+
+        compile_model(m)
     for src, dst in targets:
         with frame_progress(quiet or as_json, f"encode {src.name}") as cb:
             summary = encode_file(
