@@ -1,5 +1,9 @@
 """Format-1.0 golden files (tests/data/golden_v1_0, written by the release before 1.1) still decode to the
-same frames: sha256 of every decoded frame, frame count and audio packet count (make_golden.py made them)."""
+same frames: frame count, audio packet count and the frames themselves (make_golden.py made them).
+
+``expected.json`` holds the sha256 of every frame the release decoded; ``frames.npz`` holds those frames
+(checked against the hashes), so a decode may differ from them by float rounding in the model (a pixel
+value off by one, on a tiny fraction of pixels) but not by anything the file format decides."""
 
 from __future__ import annotations
 
@@ -52,8 +56,11 @@ def test_golden_file_decodes_to_the_same_frames(stem: str, tmp_path: Path, reque
     frames = _png_frames(out)
     assert len(frames) == want["frames"]
     assert frames[0].shape[:2] == (want["height"], want["width"])
-    hashes = [hashlib.sha256(np.ascontiguousarray(f).tobytes()).hexdigest() for f in frames]
-    assert hashes == want["frame_sha256"]
+    released = np.load(GOLDEN / "frames.npz")[stem]
+    hashes = [hashlib.sha256(np.ascontiguousarray(f).tobytes()).hexdigest() for f in released]
+    assert hashes == want["frame_sha256"]  # frames.npz holds the release's frames
+    diff = np.abs(np.stack(frames).astype(np.int16) - released.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
     r = VtokReader(path)
     assert r.header["mode"] == want["mode"]
     assert len(list(r.audio_packets())) == want["audio_packets"]

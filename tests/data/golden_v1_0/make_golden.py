@@ -2,7 +2,10 @@
 
 Run once from the repository root with that release installed: ``python tests/data/golden_v1_0/make_golden.py``.
 It writes ``*.vtok`` and ``expected.json`` (sha256 of every decoded frame, frame counts, audio packet
-count) next to itself. The files are then test data: later releases must decode them to the same frames.
+count) next to itself. The files are then test data: later releases must decode them to the same frames
+(up to float rounding in the model). ``frames.npz`` holds those decoded frames (uint8, one array per file);
+it was added later, decoded by a release whose frames still hashed to ``expected.json`` (commit 38d4be6),
+and the test checks it against the hashes.
 
 - ``kl_audio.vtok``: the embedded default model (KL, float16 latents), 9 of 20 frames of a synthetic
   64x48 clip with 1.0 s of AAC audio (``--max-frames 9``: this release stored all of the audio).
