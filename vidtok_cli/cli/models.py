@@ -36,7 +36,7 @@ def models_cmd(
 
     table = Table(title=f"vidtok model zoo ({len(cards)} models)", title_justify="left")
     for col, justify in [
-        ("name", "left"), ("ver", "left"), ("causal", "center"), ("TxHxW", "left"), ("latent", "left"),
+        ("name", "left"), ("family", "left"), ("causal", "center"), ("TxHxW", "left"), ("latent", "left"),
         ("PSNR", "right"), ("SSIM", "right"), ("LPIPS", "right"), ("FVD", "right"), ("local", "center"),
     ]:  # fmt: skip
         table.add_column(col, justify=justify, no_wrap=col == "name")
@@ -48,7 +48,7 @@ def models_cmd(
         )
         name = f"{c.name} (default)" if c.default else c.name
         table.add_row(
-            name, c.version, "yes" if c.causal else "no", c.compression, latent,
+            name, f"vidtok {c.version}" if c.family == "vidtok" else c.family, "yes" if c.causal else "no", c.compression, latent,
             _fmt_metric(c.metrics, "psnr", ".2f"), _fmt_metric(c.metrics, "ssim", ".3f"),
             _fmt_metric(c.metrics, "lpips", ".3f"), _fmt_metric(c.metrics, "fvd", ".1f"),
             "yes" if weights_cached(c) else "-",
