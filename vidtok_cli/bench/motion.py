@@ -142,6 +142,7 @@ def _video(
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Per-frame scores of one video and the bits of its motion-token file (and its pixel count)."""
     from .. import vtok
+    from ..codec import DEFAULT_LATENT_BITS
     from ..motion import extract_clips
     from ..motion.extract import resample
     from ..motion_codec import chunk_latents, encode_motion_file
@@ -149,7 +150,9 @@ def _video(
     from .rd import codec_round_trip
     from .scoring import score_frames
 
-    summary = encode_motion_file(path, scratch, m, force=True, max_frames=max_frames)
+    summary = encode_motion_file(
+        path, scratch, m, force=True, max_frames=max_frames, latent_bits=DEFAULT_LATENT_BITS
+    )  # the file `vidtok encode` writes
     reader = vtok.VtokReader(scratch)
     streams = reader.stats()["streams"]
     bits = {
