@@ -75,44 +75,36 @@ LATENT_BITS_CODEC = "latent-bits"
 """The ``codec`` of the RD points of quantized latents (their ``crf`` is the bits per value)."""
 
 
-def parse_latent_bits(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"4,6,8"`` -> (4, 6, 8), sorted and unique; UsageError outside the container's 2..16."""
-    from ..vtok import QUANT_MAX_BITS, QUANT_MIN_BITS
-
-    items = text.split(",") if isinstance(text, str) else list(text)
+def _int_values(text: str | Sequence[int], option: str, lo: int, hi: int) -> tuple[int, ...]:
+    """``"18,23,28"`` -> (18, 23, 28), sorted and unique; UsageError naming ``option`` outside lo..hi."""
     out: set[int] = set()
-    for raw in items:
-        s = str(raw).strip()
-        if not s:
-            continue
-        try:
-            b = int(s)
-        except ValueError:
-            b = -1
-        if not QUANT_MIN_BITS <= b <= QUANT_MAX_BITS:
-            raise UsageError(f"--latent-bits values must be {QUANT_MIN_BITS}..{QUANT_MAX_BITS}, got {s!r}")
-        out.add(b)
-    return tuple(sorted(out))
-
-
-def parse_crfs(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"18,23,28"`` -> (18, 23, 28), sorted and unique; UsageError outside 0..51."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out: set[int] = set()
-    for raw in items:
+    for raw in text.split(",") if isinstance(text, str) else list(text):
         s = str(raw).strip()
         if not s:
             continue
         try:
             v = int(s)
         except ValueError:
-            raise UsageError(f"--crf values must be integers, got {s!r}") from None
-        if not 0 <= v <= 51:
-            raise UsageError(f"CRF {v} is outside 0..51")
+            raise UsageError(f"{option} values must be integers, got {s!r}") from None
+        if not lo <= v <= hi:
+            raise UsageError(f"{option} values must be {lo}..{hi}, got {v}")
         out.add(v)
+    return tuple(sorted(out))
+
+
+def parse_latent_bits(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"4,6,8"`` -> (4, 6, 8), sorted and unique; UsageError outside the container's 2..16."""
+    from ..vtok import QUANT_MAX_BITS, QUANT_MIN_BITS
+
+    return _int_values(text, "--latent-bits", QUANT_MIN_BITS, QUANT_MAX_BITS)
+
+
+def parse_crfs(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"18,23,28"`` -> (18, 23, 28), sorted and unique; UsageError outside 0..51."""
+    out = _int_values(text, "--crf", 0, 51)
     if not out:
         raise UsageError("--crf needs at least one value")
-    return tuple(sorted(out))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
