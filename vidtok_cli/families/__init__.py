@@ -53,6 +53,19 @@ class Family:
         return self.config_class()
 
 
+def dict_reader(config_class: Any) -> Callable[[Mapping[str, Any]], Any]:
+    """A family's ``config_from_dict``: ``config_class.from_dict`` with its errors as one-line ConfigErrors."""
+    from ..arch.config import ArchConfigError
+
+    def read(d: Mapping[str, Any]) -> Any:
+        try:
+            return config_class.from_dict(dict(d))
+        except (ArchConfigError, TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from e
+
+    return read
+
+
 # family name -> module defining FAMILY; imported on first use
 _MODULES = {
     "vidtok": "vidtok_cli.families.vidtok",

@@ -24,7 +24,7 @@ from ..arch.config import ArchConfigError
 from ..arch.lavit_config import LavitMotionConfig
 from ..errors import ConfigError, UsageError
 from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
-from . import Family
+from . import Family, dict_reader
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -34,13 +34,6 @@ if TYPE_CHECKING:
 NAME = "lavit"
 MOTION = "motion_tokens"
 KEY_FRAME = "key_frame"
-
-
-def _config_from_dict(d: Mapping[str, Any]) -> LavitMotionConfig:
-    try:
-        return LavitMotionConfig.from_dict(dict(d))
-    except (ArchConfigError, TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from e
 
 
 def config_from_official(data: Mapping[str, Any], where: str = "config") -> LavitMotionConfig:
@@ -258,7 +251,7 @@ class LavitMotionTokenizer(ModuleTokenizer):
 FAMILY = Family(
     name=NAME,
     config_class=LavitMotionConfig,
-    config_from_dict=_config_from_dict,
+    config_from_dict=dict_reader(LavitMotionConfig),
     config_to_dict=LavitMotionConfig.to_dict,
     config_from_official=config_from_official,
     build=_build,

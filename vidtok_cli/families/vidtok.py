@@ -14,7 +14,7 @@ from ..arch.config import ArchConfigError, VidTokConfig
 from ..errors import ConfigError
 from ..official_config import resolve_interpolations
 from ..tokenizer import FrameLayout, LatentSpec
-from . import Family
+from . import Family, dict_reader
 from .autoencoder import SingleStreamTokenizer
 
 if TYPE_CHECKING:
@@ -63,13 +63,6 @@ def _looks_official(data: Mapping[str, Any]) -> bool:
     ):
         return False  # VidTwin's configs have an encoder_config too
     return "encoder_config" in data or (isinstance(params, Mapping) and "encoder_config" in params)
-
-
-def _config_from_dict(d: Mapping[str, Any]) -> VidTokConfig:
-    try:
-        return VidTokConfig.from_dict(dict(d))
-    except (ArchConfigError, TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from e
 
 
 def _build(cfg: VidTokConfig) -> VidTokModel:
@@ -122,7 +115,7 @@ def _finish_meta(module: VidTokModel, cfg: VidTokConfig) -> None:
 FAMILY = Family(
     name="vidtok",
     config_class=VidTokConfig,
-    config_from_dict=_config_from_dict,
+    config_from_dict=dict_reader(VidTokConfig),
     config_to_dict=VidTokConfig.to_dict,
     config_from_official=config_from_official,
     build=_build,

@@ -17,7 +17,7 @@ from ..arch.vidtwin_config import ENGINE_TARGET, VidTwinConfig
 from ..errors import ConfigError, UsageError
 from ..official_config import resolve_interpolations
 from ..tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
-from . import Family
+from . import Family, dict_reader
 
 if TYPE_CHECKING:
     import torch
@@ -60,13 +60,6 @@ def config_from_official(data: Mapping[str, Any], where: str = "config") -> VidT
         return VidTwinConfig.from_official(params)
     except (ArchConfigError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"{where}: {e}") from e
-
-
-def _config_from_dict(d: Mapping[str, Any]) -> VidTwinConfig:
-    try:
-        return VidTwinConfig.from_dict(dict(d))
-    except (ArchConfigError, TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from e
 
 
 def _build(cfg: VidTwinConfig) -> VidTwinModel:
@@ -157,7 +150,7 @@ class VidTwinTokenizer(ModuleTokenizer):
 FAMILY = Family(
     name="vidtwin",
     config_class=VidTwinConfig,
-    config_from_dict=_config_from_dict,
+    config_from_dict=dict_reader(VidTwinConfig),
     config_to_dict=VidTwinConfig.to_dict,
     config_from_official=config_from_official,
     build=_build,
