@@ -78,7 +78,7 @@ def encode_motion_file(
     """
     import torch
 
-    from .codec import encoded_sizes, header_model_fields, header_streams, model_entry
+    from .file_meta import encoded_sizes, header_model_fields, header_streams, model_entry
     from .frames import frames_to_tensor
     from .loading import load_model
     from .motion import extract_clips

@@ -142,7 +142,7 @@ def _video(
 ) -> tuple[dict[str, list[float]], dict[str, int]]:
     """Per-frame scores of one video and the bits of its motion-token file (and its pixel count)."""
     from .. import vtok
-    from ..codec import DEFAULT_LATENT_BITS
+    from ..file_meta import DEFAULT_LATENT_BITS
     from ..motion import extract_clips
     from ..motion.extract import resample
     from ..motion_codec import chunk_latents, encode_motion_file

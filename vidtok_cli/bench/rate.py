@@ -33,7 +33,7 @@ class _Rate:
         from .. import vtok
 
         if self.s.mode == "streams":
-            from ..codec import header_streams
+            from ..file_meta import header_streams
 
             streams = header_streams(self.s.specs, height, width, "float16", bits)
             return self._writer(streams, self.s.tdf, width, height, frames_per_record)

@@ -88,8 +88,9 @@ def encode_cmd(
 
     Under torchrun each process (RANK of WORLD_SIZE) encodes its share of the inputs.
     """
-    from ..codec import check_latent_bits, encode_file
+    from ..codec import encode_file
     from ..dtypes import parse_latent_dtype
+    from ..file_meta import check_latent_bits
     from ..loading import load_model
 
     check_latent_bits(latent_bits, parse_latent_dtype(latent_dtype))
