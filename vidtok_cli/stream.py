@@ -22,7 +22,7 @@ import torch
 
 from .errors import UsageError
 from .frames import frames_to_tensor, tensor_to_frames
-from .runtime import autocast, recompute_if_not_finite
+from .runtime import autocast, recompute_if_not_finite, state_in_float32
 from .tokenizer import Encoded, LatentSpec, Tokenizer
 
 
@@ -193,15 +193,30 @@ class _Blend:
         return (self.acc / self.wsum).to(dtype)
 
 
+def _carried(state: object, device: torch.device, float32_state: bool) -> object:
+    """The causal state as carried to the next chunk: in float32 under autocast when ``float32_state``."""
+    if float32_state and device.type in ("cpu", "cuda") and torch.is_autocast_enabled(device.type):
+        return state_in_float32(state)
+    return state
+
+
 class ChunkEncoder:
     """Runs one stream of chunks through the encoder, keeping the causal state(s) between calls.
 
     ``tile`` (pixels) splits frames into overlapping tiles, each with its own state; the encoder
     outputs (moments) are blended before the regularizer, so FSQ tokens stay valid codes.
+    ``float32_state``: under autocast, carry the causal state between chunks in float32.
     """
 
-    def __init__(self, model: Tokenizer, tile: int | None = None, tile_overlap: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Tokenizer,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        float32_state: bool = True,
+    ) -> None:
         self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
+        self.float32_state = float32_state
         self.states: dict[int, object] = {}
 
     def reset(self) -> None:
@@ -214,6 +229,7 @@ class ChunkEncoder:
             out, self.states[k] = recompute_if_not_finite(
                 lambda: self.model.encode_chunk(x, copy.copy(before)), x.device, "encoder chunk"
             )
+            self.states[k] = _carried(self.states[k], x.device, self.float32_state)
             return out
         return recompute_if_not_finite(lambda: self.model.encode(x), x.device, "encoder clip")
 
@@ -239,7 +255,7 @@ class ChunkDecoder:
     """Runs one stream of latent chunks through the decoder, keeping the causal state(s) between calls.
 
     ``tile`` (pixels of output) splits latents into overlapping tiles, each decoded with its own state
-    and blended in pixel space.
+    and blended in pixel space. ``float32_state``: see `ChunkEncoder`.
     """
 
     def __init__(
@@ -248,8 +264,10 @@ class ChunkDecoder:
         tile: int | None = None,
         tile_overlap: int | None = None,
         only: str | None = None,
+        float32_state: bool = True,
     ) -> None:
         self.model, self.tile, self.tile_overlap, self.only = model, tile, tile_overlap, only
+        self.float32_state = float32_state
         self.states: dict[int, object] = {}
 
     def reset(self) -> None:
@@ -266,6 +284,7 @@ class ChunkDecoder:
             out, self.states[k] = recompute_if_not_finite(
                 lambda: self.model.decode_chunk(z, copy.copy(before), final=final), device, "decoder chunk"
             )
+            self.states[k] = _carried(self.states[k], device, self.float32_state)
             return out
         out = recompute_if_not_finite(lambda: self.model.decode(z, only=self.only), device, "decoder clip")
         return _clips_in_time(out)
