@@ -316,25 +316,29 @@ def encode_frames(
     tile: int | None = None,
     tile_overlap: int | None = None,
     clip_overlap: int = 0,
+    batch: int = 1,
 ) -> Iterator[EncodedChunk]:
     """Encodes uint8 (H, W, 3) frames (already at a size the model accepts) into latent chunks.
 
     ``autocast_dtype``: run the model under autocast to this dtype (see ``runtime``). ``tile``/
     ``tile_overlap`` (pixels): encode overlapping spatial tiles separately (bounded memory for large
     frames) and blend them. ``clip_overlap`` (non-causal models): consecutive clips share this many
-    frames, which ``decode_chunks`` cross-fades to hide clip seams.
+    frames, which ``decode_chunks`` cross-fades to hide clip seams. ``batch`` (non-causal models): clips
+    run through the model this many at a time; the chunks are the same as one at a time.
     """
     if chunk_frames < 1:
         raise UsageError("--chunk-frames must be >= 1")
     check_segment_frames(segment_frames, model)
+    check_batch(batch, model)
     if clip_overlap:
-        yield from _overlapping_clips(model, frames, clip_overlap, autocast_dtype, tile, tile_overlap)
+        yield from _overlapping_clips(model, frames, clip_overlap, autocast_dtype, tile, tile_overlap, batch)
         return
     device, dtype = model.device, model.dtype
     layout = model.frame_layout
     causal = layout.causal
     if not causal:
         chunk_frames = layout.clip_frames
+        clips = _ClipBatch(model, ChunkEncoder(model, tile, tile_overlap), batch, autocast_dtype)
     seg_len = segment_frames or (0 if causal else layout.clip_frames)
 
     latent_count = 0
@@ -348,6 +352,11 @@ def encode_frames(
 
     def run(chunk: list[np.ndarray]) -> Iterator[EncodedChunk]:
         nonlocal latent_count, frame_pos, new_segment, seg_latents
+        if not causal:  # independent clips: batched, their chunks come out in order
+            yield from clips.add(chunk, frame_pos, new_segment)
+            frame_pos += len(chunk)
+            new_segment = False
+            return
         x = frames_to_tensor(chunk, device, dtype)
         with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(x)
@@ -388,10 +397,60 @@ def encode_frames(
         if len(buffer) >= chunk_frames:
             yield from run(buffer)
             buffer = []
-    if last is None:
-        return
-    if frame_pos + len(buffer) > seg_first_frame:
+    if last is not None and frame_pos + len(buffer) > seg_first_frame:
         yield from end_segment()
+    if not causal:
+        yield from clips.flush()
+
+
+def check_batch(batch: int, model: Tokenizer) -> None:
+    """UsageError when ``--batch`` is not 1 for a causal model (its chunks run one after the other)."""
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}")
+    if batch > 1 and model.frame_layout.causal:
+        raise UsageError(
+            "--batch: this model is causal (one stream, chunk after chunk); batching is for models of clips"
+        )
+
+
+class _ClipBatch:
+    """Independent clips run through the model ``size`` at a time; yields their chunks in order."""
+
+    def __init__(
+        self, model: Tokenizer, encoder: ChunkEncoder, size: int, autocast_dtype: torch.dtype | None
+    ):
+        self.model, self.encoder, self.size, self.autocast_dtype = model, encoder, size, autocast_dtype
+        self.pending: list[tuple[list[np.ndarray], int, bool]] = []
+        self.latent_count = 0
+
+    def add(self, clip: list[np.ndarray], first_frame: int, segment_start: bool) -> Iterator[EncodedChunk]:
+        """Queues a clip starting at ``first_frame`` (of the padded sequence); runs the batch when full."""
+        self.pending.append((clip, first_frame, segment_start))
+        if len(self.pending) >= self.size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[EncodedChunk]:
+        """Runs the queued clips."""
+        if not self.pending:
+            return
+        model, pending = self.model, self.pending
+        self.pending = []
+        x = torch.cat([frames_to_tensor(clip, model.device, model.dtype) for clip, _, _ in pending])
+        with torch.no_grad(), autocast(model.device, self.autocast_dtype):
+            out = self.encoder(x)
+        for i, (clip, first, segment_start) in enumerate(pending):
+            latents = {k: v[i : i + 1] for k, v in out.latents.items()}
+            t = _steps(model, latents, batched=True)
+            if t == 0:
+                continue
+            yield EncodedChunk(
+                per_sample(model.latent_specs, latents),
+                self.latent_count,
+                first,
+                first + len(clip),
+                segment_start,
+            )
+            self.latent_count += t
 
 
 def check_clip_overlap(clip_overlap: int, model: Tokenizer) -> None:
@@ -419,37 +478,26 @@ def _overlapping_clips(
     autocast_dtype: torch.dtype | None,
     tile: int | None,
     tile_overlap: int | None,
+    batch: int = 1,
 ) -> Iterator[EncodedChunk]:
     """Non-causal clips of ``clip_frames`` starting every ``clip_frames - overlap`` frames."""
     check_clip_overlap(overlap, model)
-    device, dtype = model.device, model.dtype
     clip_frames = model.frame_layout.clip_frames
-    encoder = ChunkEncoder(model, tile, tile_overlap)
+    clips = _ClipBatch(model, ChunkEncoder(model, tile, tile_overlap), batch, autocast_dtype)
     stride = clip_frames - overlap
     window: list[np.ndarray] = []
     start = 0  # frame index of window[0]
-    latent_count = 0
     ran = False
-
-    def run(clip: list[np.ndarray], first: int) -> EncodedChunk:
-        nonlocal latent_count, ran
-        ran = True
-        with torch.no_grad(), autocast(device, autocast_dtype):
-            out = encoder(frames_to_tensor(clip, device, dtype))
-        c = EncodedChunk(
-            per_sample(model.latent_specs, out.latents), latent_count, first, first + clip_frames, True
-        )
-        latent_count += _steps(model, out.latents, batched=True)
-        return c
-
     for frame in frames:
         window.append(frame)
         if len(window) == clip_frames:
-            yield run(window, start)
+            ran = True
+            yield from clips.add(window, start, True)
             window, start = window[stride:], start + stride
     # the frames not yet covered by a full clip: one last clip, padded with the last frame
     if window and (not ran or len(window) > overlap):
-        yield run(window + [window[-1]] * (clip_frames - len(window)), start)
+        yield from clips.add(window + [window[-1]] * (clip_frames - len(window)), start, True)
+    yield from clips.flush()
 
 
 def check_only(only: str | None, model: Tokenizer, option: str = "--only") -> None:
