@@ -101,3 +101,38 @@ def test_cli_batch_with_a_causal_model_is_a_one_line_error(tmp_path: Path) -> No
     err = assert_one_line_error(cli("encode", str(src), "-o", str(dst), "--device", "cpu", "--batch", "2"), 2)
     assert "--batch" in err and "causal" in err
     assert not dst.exists()
+
+
+def test_bench_batch_scores_like_one_clip_at_a_time(tmp_path: Path) -> None:
+    from vidtok_cli.bench import BenchConfig, run_bench
+
+    src = tmp_path / "v.mp4"
+    make_video(src, n=40, w=32, h=24, fps=30)
+    model = load_model()
+    results = []
+    for batch in (1, 2):
+        cfg = BenchConfig(
+            protocol="custom", size=16, frames=9, metrics=("psnr", "ssim"), batch=batch, max_clips=3
+        )
+        results.append(run_bench([src], model, cfg))
+    one, two = results
+    assert [c["first_frame"] for c in one.clips] == [c["first_frame"] for c in two.clips] and len(
+        one.clips
+    ) == 3
+    assert [c.get("batch") for c in two.clips] == [2, 2, None]
+    for a, b in zip(one.clips, two.clips, strict=True):
+        assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-3) and a["ssim"] == pytest.approx(
+            b["ssim"], abs=1e-5
+        )
+    assert one.overall["bpp"] == pytest.approx(two.overall["bpp"], rel=0.02)  # 6-bit latents: a rare bin flip
+    assert one.overall["clips"] == two.overall["clips"]
+
+
+def test_bench_batch_is_refused_with_long_video() -> None:
+    from vidtok_cli.bench import BenchConfig
+    from vidtok_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="--batch runs independent clips together"):
+        BenchConfig(protocol="custom", long_video=True, batch=2).validate()
+    with pytest.raises(UsageError, match="--batch must be at least 1"):
+        BenchConfig(batch=0).validate()
