@@ -117,3 +117,4 @@ def test_drift_script_small_mode_runs(capsys: pytest.CaptureFixture[str]) -> Non
     assert _drift_script().main(["--small"]) == 0
     out = capsys.readouterr().out
     assert "state bf16" in out and "state fp32" in out and "| 0 | 0-7 |" in out
+    assert "bit-identical latents and frames" in out  # VidTok: the float32 state changes nothing

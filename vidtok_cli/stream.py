@@ -205,7 +205,9 @@ class ChunkEncoder:
 
     ``tile`` (pixels) splits frames into overlapping tiles, each with its own state; the encoder
     outputs (moments) are blended before the regularizer, so FSQ tokens stay valid codes.
-    ``float32_state``: under autocast, carry the causal state between chunks in float32.
+    ``float32_state``: under autocast, carry the causal state between chunks in float32. Off by default:
+    for VidTok the state is the cached input frames of temporal convolutions, which autocast rounds to
+    the compute dtype again, so it changes nothing (bit-identical; ``benchmarks/precision_drift.py``).
     """
 
     def __init__(
@@ -213,7 +215,7 @@ class ChunkEncoder:
         model: Tokenizer,
         tile: int | None = None,
         tile_overlap: int | None = None,
-        float32_state: bool = True,
+        float32_state: bool = False,
     ) -> None:
         self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
         self.float32_state = float32_state
@@ -264,7 +266,7 @@ class ChunkDecoder:
         tile: int | None = None,
         tile_overlap: int | None = None,
         only: str | None = None,
-        float32_state: bool = True,
+        float32_state: bool = False,
     ) -> None:
         self.model, self.tile, self.tile_overlap, self.only = model, tile, tile_overlap, only
         self.float32_state = float32_state
