@@ -65,6 +65,7 @@ def encode_file(
     clips: str | None = None,
     keyframe_model: Any = None,
     latent_bits: int | None = None,
+    batch: int = 1,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
 
@@ -81,6 +82,7 @@ def encode_file(
     decoding cross-fades. ``precision``: ``auto`` (bf16 autocast on CUDA, float32 on the CPU), ``fp32``,
     ``bf16`` or ``fp16`` (see ``runtime``). ``clips`` / ``keyframe_model``: motion-token models only
     (``input_kind == "motion"``, see ``motion_codec``): the clip plan and the key frames' model.
+    ``batch``: models of independent clips run this many clips at a time (same file as one at a time).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -98,7 +100,7 @@ def encode_file(
              "--segment-frames": bool(segment_frames), "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--clip-overlap": bool(clip_overlap),
              "--psnr": psnr, "--chunk-frames": chunk_frames != 16,
-             "--precision": precision not in ("auto", "fp32")},
+             "--precision": precision not in ("auto", "fp32"), "--batch": batch != 1},
             "a motion-token model",
         )  # fmt: skip
         return encode_motion_file(
@@ -115,6 +117,9 @@ def encode_file(
             f"{given}: only for motion-token models (e.g. lavit-motion); this model takes frames"
         )
     _check_stream_options(m, chunk_frames, segment_frames, clip_overlap, tile, tile_overlap)
+    from .stream import check_batch
+
+    check_batch(batch, m)
     input_size = m.frame_layout.input_size
     if input_size is not None and (size or crop):
         raise UsageError(
@@ -156,10 +161,11 @@ def encode_file(
         from .prefetch import prefetch
         from .stream import encode_frames
 
-        frames = prefetch(source.frames(), depth=2 * chunk_frames)  # decoded ahead of the model
+        ahead = 2 * max(chunk_frames, batch * m.frame_layout.clip_frames)
+        frames = prefetch(source.frames(), depth=ahead)  # decoded ahead of the model
         chunks = encode_frames(
             m, frames, chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
-            tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp,
+            tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp, batch=batch,
         )  # fmt: skip
         n_tokens = _write_chunks(writer, m.latent_specs, chunks, bool(segment_frames))
         n = source.count

@@ -149,6 +149,34 @@ def all_finite(obj: Any) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in _tensors(obj) if t.is_floating_point())
 
 
+def state_in_float32(state: T) -> T:
+    """``state`` (a model's opaque causal state: tensors in dataclasses, mappings, tuples or lists) with
+    every reduced-precision floating-point tensor cast to float32; everything else shared as it is.
+
+    Applied between chunks under autocast, so that the frames a causal stream carries into the next chunk
+    are held in float32 (the policy that keeps reduced precision from compounding along a stream).
+    """
+    import torch
+
+    def cast(obj: Any, depth: int) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.float() if obj.is_floating_point() and obj.dtype != torch.float64 else obj
+        if depth >= 4:
+            return obj
+        if isinstance(obj, Mapping):
+            return type(obj)((k, cast(v, depth + 1)) for k, v in obj.items())
+        if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
+            return type(obj)(cast(v, depth + 1) for v in obj)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.replace(
+                obj,
+                **{f.name: cast(getattr(obj, f.name), depth + 1) for f in dataclasses.fields(obj) if f.init},
+            )
+        return obj
+
+    return cast(state, 0)
+
+
 def recompute_if_not_finite(run: Callable[[], T], device: torch.device, what: str = "a chunk") -> T:
     """``run()``; when autocast is on and the result holds NaN or infinity, ``run()`` again in float32.
 

@@ -22,7 +22,7 @@ import torch
 
 from .errors import UsageError
 from .frames import frames_to_tensor, tensor_to_frames
-from .runtime import autocast, recompute_if_not_finite
+from .runtime import autocast, recompute_if_not_finite, state_in_float32
 from .tokenizer import Encoded, LatentSpec, Tokenizer
 
 
@@ -193,15 +193,32 @@ class _Blend:
         return (self.acc / self.wsum).to(dtype)
 
 
+def _carried(state: object, device: torch.device, float32_state: bool) -> object:
+    """The causal state as carried to the next chunk: in float32 under autocast when ``float32_state``."""
+    if float32_state and device.type in ("cpu", "cuda") and torch.is_autocast_enabled(device.type):
+        return state_in_float32(state)
+    return state
+
+
 class ChunkEncoder:
     """Runs one stream of chunks through the encoder, keeping the causal state(s) between calls.
 
     ``tile`` (pixels) splits frames into overlapping tiles, each with its own state; the encoder
     outputs (moments) are blended before the regularizer, so FSQ tokens stay valid codes.
+    ``float32_state``: under autocast, carry the causal state between chunks in float32. Off by default:
+    for VidTok the state is the cached input frames of temporal convolutions, which autocast rounds to
+    the compute dtype again, so it changes nothing (bit-identical; ``benchmarks/precision_drift.py``).
     """
 
-    def __init__(self, model: Tokenizer, tile: int | None = None, tile_overlap: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Tokenizer,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        float32_state: bool = False,
+    ) -> None:
         self.model, self.tile, self.tile_overlap = model, tile, tile_overlap
+        self.float32_state = float32_state
         self.states: dict[int, object] = {}
 
     def reset(self) -> None:
@@ -214,6 +231,7 @@ class ChunkEncoder:
             out, self.states[k] = recompute_if_not_finite(
                 lambda: self.model.encode_chunk(x, copy.copy(before)), x.device, "encoder chunk"
             )
+            self.states[k] = _carried(self.states[k], x.device, self.float32_state)
             return out
         return recompute_if_not_finite(lambda: self.model.encode(x), x.device, "encoder clip")
 
@@ -239,7 +257,7 @@ class ChunkDecoder:
     """Runs one stream of latent chunks through the decoder, keeping the causal state(s) between calls.
 
     ``tile`` (pixels of output) splits latents into overlapping tiles, each decoded with its own state
-    and blended in pixel space.
+    and blended in pixel space. ``float32_state``: see `ChunkEncoder`.
     """
 
     def __init__(
@@ -248,8 +266,10 @@ class ChunkDecoder:
         tile: int | None = None,
         tile_overlap: int | None = None,
         only: str | None = None,
+        float32_state: bool = False,
     ) -> None:
         self.model, self.tile, self.tile_overlap, self.only = model, tile, tile_overlap, only
+        self.float32_state = float32_state
         self.states: dict[int, object] = {}
 
     def reset(self) -> None:
@@ -266,6 +286,7 @@ class ChunkDecoder:
             out, self.states[k] = recompute_if_not_finite(
                 lambda: self.model.decode_chunk(z, copy.copy(before), final=final), device, "decoder chunk"
             )
+            self.states[k] = _carried(self.states[k], device, self.float32_state)
             return out
         out = recompute_if_not_finite(lambda: self.model.decode(z, only=self.only), device, "decoder clip")
         return _clips_in_time(out)
@@ -297,25 +318,29 @@ def encode_frames(
     tile: int | None = None,
     tile_overlap: int | None = None,
     clip_overlap: int = 0,
+    batch: int = 1,
 ) -> Iterator[EncodedChunk]:
     """Encodes uint8 (H, W, 3) frames (already at a size the model accepts) into latent chunks.
 
     ``autocast_dtype``: run the model under autocast to this dtype (see ``runtime``). ``tile``/
     ``tile_overlap`` (pixels): encode overlapping spatial tiles separately (bounded memory for large
     frames) and blend them. ``clip_overlap`` (non-causal models): consecutive clips share this many
-    frames, which ``decode_chunks`` cross-fades to hide clip seams.
+    frames, which ``decode_chunks`` cross-fades to hide clip seams. ``batch`` (non-causal models): clips
+    run through the model this many at a time; the chunks are the same as one at a time.
     """
     if chunk_frames < 1:
         raise UsageError("--chunk-frames must be >= 1")
     check_segment_frames(segment_frames, model)
+    check_batch(batch, model)
     if clip_overlap:
-        yield from _overlapping_clips(model, frames, clip_overlap, autocast_dtype, tile, tile_overlap)
+        yield from _overlapping_clips(model, frames, clip_overlap, autocast_dtype, tile, tile_overlap, batch)
         return
     device, dtype = model.device, model.dtype
     layout = model.frame_layout
     causal = layout.causal
     if not causal:
         chunk_frames = layout.clip_frames
+        clips = _ClipBatch(model, ChunkEncoder(model, tile, tile_overlap), batch, autocast_dtype)
     seg_len = segment_frames or (0 if causal else layout.clip_frames)
 
     latent_count = 0
@@ -329,6 +354,11 @@ def encode_frames(
 
     def run(chunk: list[np.ndarray]) -> Iterator[EncodedChunk]:
         nonlocal latent_count, frame_pos, new_segment, seg_latents
+        if not causal:  # independent clips: batched, their chunks come out in order
+            yield from clips.add(chunk, frame_pos, new_segment)
+            frame_pos += len(chunk)
+            new_segment = False
+            return
         x = frames_to_tensor(chunk, device, dtype)
         with torch.no_grad(), autocast(device, autocast_dtype):
             out = encoder(x)
@@ -369,10 +399,60 @@ def encode_frames(
         if len(buffer) >= chunk_frames:
             yield from run(buffer)
             buffer = []
-    if last is None:
-        return
-    if frame_pos + len(buffer) > seg_first_frame:
+    if last is not None and frame_pos + len(buffer) > seg_first_frame:
         yield from end_segment()
+    if not causal:
+        yield from clips.flush()
+
+
+def check_batch(batch: int, model: Tokenizer) -> None:
+    """UsageError when ``--batch`` is not 1 for a causal model (its chunks run one after the other)."""
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch}")
+    if batch > 1 and model.frame_layout.causal:
+        raise UsageError(
+            "--batch: this model is causal (one stream, chunk after chunk); batching is for models of clips"
+        )
+
+
+class _ClipBatch:
+    """Independent clips run through the model ``size`` at a time; yields their chunks in order."""
+
+    def __init__(
+        self, model: Tokenizer, encoder: ChunkEncoder, size: int, autocast_dtype: torch.dtype | None
+    ):
+        self.model, self.encoder, self.size, self.autocast_dtype = model, encoder, size, autocast_dtype
+        self.pending: list[tuple[list[np.ndarray], int, bool]] = []
+        self.latent_count = 0
+
+    def add(self, clip: list[np.ndarray], first_frame: int, segment_start: bool) -> Iterator[EncodedChunk]:
+        """Queues a clip starting at ``first_frame`` (of the padded sequence); runs the batch when full."""
+        self.pending.append((clip, first_frame, segment_start))
+        if len(self.pending) >= self.size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[EncodedChunk]:
+        """Runs the queued clips."""
+        if not self.pending:
+            return
+        model, pending = self.model, self.pending
+        self.pending = []
+        x = torch.cat([frames_to_tensor(clip, model.device, model.dtype) for clip, _, _ in pending])
+        with torch.no_grad(), autocast(model.device, self.autocast_dtype):
+            out = self.encoder(x)
+        for i, (clip, first, segment_start) in enumerate(pending):
+            latents = {k: v[i : i + 1] for k, v in out.latents.items()}
+            t = _steps(model, latents, batched=True)
+            if t == 0:
+                continue
+            yield EncodedChunk(
+                per_sample(model.latent_specs, latents),
+                self.latent_count,
+                first,
+                first + len(clip),
+                segment_start,
+            )
+            self.latent_count += t
 
 
 def check_clip_overlap(clip_overlap: int, model: Tokenizer) -> None:
@@ -400,37 +480,26 @@ def _overlapping_clips(
     autocast_dtype: torch.dtype | None,
     tile: int | None,
     tile_overlap: int | None,
+    batch: int = 1,
 ) -> Iterator[EncodedChunk]:
     """Non-causal clips of ``clip_frames`` starting every ``clip_frames - overlap`` frames."""
     check_clip_overlap(overlap, model)
-    device, dtype = model.device, model.dtype
     clip_frames = model.frame_layout.clip_frames
-    encoder = ChunkEncoder(model, tile, tile_overlap)
+    clips = _ClipBatch(model, ChunkEncoder(model, tile, tile_overlap), batch, autocast_dtype)
     stride = clip_frames - overlap
     window: list[np.ndarray] = []
     start = 0  # frame index of window[0]
-    latent_count = 0
     ran = False
-
-    def run(clip: list[np.ndarray], first: int) -> EncodedChunk:
-        nonlocal latent_count, ran
-        ran = True
-        with torch.no_grad(), autocast(device, autocast_dtype):
-            out = encoder(frames_to_tensor(clip, device, dtype))
-        c = EncodedChunk(
-            per_sample(model.latent_specs, out.latents), latent_count, first, first + clip_frames, True
-        )
-        latent_count += _steps(model, out.latents, batched=True)
-        return c
-
     for frame in frames:
         window.append(frame)
         if len(window) == clip_frames:
-            yield run(window, start)
+            ran = True
+            yield from clips.add(window, start, True)
             window, start = window[stride:], start + stride
     # the frames not yet covered by a full clip: one last clip, padded with the last frame
     if window and (not ran or len(window) > overlap):
-        yield run(window + [window[-1]] * (clip_frames - len(window)), start)
+        yield from clips.add(window + [window[-1]] * (clip_frames - len(window)), start, True)
+    yield from clips.flush()
 
 
 def check_only(only: str | None, model: Tokenizer, option: str = "--only") -> None:

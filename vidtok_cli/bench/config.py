@@ -41,6 +41,8 @@ class BenchConfig:
     ``max_clips``: at most this many clips per video. ``rd_codecs``: codecs for rate-distortion
     (x264, x265) at ``rd_crfs``; ``rd_latent_bits``: also the model's continuous latents
     quantized at each of these bits per value (``--latent-bits``), as RD points of their own. ``save_samples``: a folder for side-by-side MP4s and PNG grids.
+    ``batch``: independent clips of one video run through the model this many at a time (scores equal
+    to one at a time up to float rounding; per-clip times are the batch's share).
     """
 
     protocol: str = "vidtok"
@@ -67,6 +69,7 @@ class BenchConfig:
     sample_gain: float = 4.0
     grid_frames: int = 4
     force: bool = False
+    batch: int = 1
 
     def validate(self) -> None:
         """UsageError (one line) for impossible settings."""
@@ -103,6 +106,10 @@ class BenchConfig:
             raise UsageError(f"--frames must be positive, got {self.frames}")
         if self.max_clips is not None and self.max_clips < 1:
             raise UsageError(f"--max-clips must be at least 1, got {self.max_clips}")
+        if self.batch < 1:
+            raise UsageError(f"--batch must be at least 1, got {self.batch}")
+        if self.long_video and self.batch > 1:
+            raise UsageError("--batch runs independent clips together; a --long-video stream has one")
         if self.long_video and self.rd_codecs:
             raise UsageError("--rd works on clips; it cannot be combined with --long-video")
         self.run_precision  # noqa: B018 (raises for an unknown precision)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .clips import _iter_clips, _VideoPlan
 from .config import BenchConfig
@@ -16,6 +16,8 @@ from .subject import _Subject
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+T = TypeVar("T")
 
 
 class _VideoState:
@@ -135,32 +137,43 @@ class _RunState:
 
         from ..frames import frames_to_unit, model_to_unit, unit_to_model
 
-        for ci, (frames, n_real, first) in enumerate(_iter_clips(plan, self.clip_frames, self.cfg.max_clips)):
-            vstate.sampled += n_real
-            gt = frames_to_unit(frames, self.s.device, self.cfg.size, self.cfg.crop)
+        clips = enumerate(_iter_clips(plan, self.clip_frames, self.cfg.max_clips))
+        for group in _groups(clips, self.cfg.batch):
+            gts = []
+            for _, (frames, n_real, _first) in group:
+                vstate.sampled += n_real
+                gts.append(frames_to_unit(frames, self.s.device, self.cfg.size, self.cfg.crop))
             del frames
-            x, (h, w) = unit_to_model(gt, self.s.sf)
-            t = gt.shape[0]
+            padded = [unit_to_model(gt, self.s.sf) for gt in gts]
+            x, (h, w) = torch.cat([p[0] for p in padded]), padded[0][1]
+            del padded
+            t, n = gts[0].shape[0], len(group)
             with torch.no_grad():
                 self.speed.begin()
                 enc, enc_s = _timed(self.s.device, lambda x=x: self.s.encode(x))
                 y, dec_s = _timed(self.s.device, lambda enc=enc, t=t: self.s.decode(enc.latents, t))
                 self.speed.end()
-            self.speed.add(enc_s, dec_s, t)
-            rec = model_to_unit(y)[..., :h, :w]
-            extra: dict[str, Any] = {"encode_s": enc_s, "decode_s": dec_s}
-            if self.measures_rate:
-                extra.update(self._clip_rate(vstate, rate, enc.latents, h, w, t))
-            lat = enc.latents if self.latent_rd is not None else None
-            del x, y, enc
-            rec_u8, _ = self._score(vstate, gt, rec, n_real, ci, first, extra)
-            if self.rd is not None:
-                self._rd_clip(gt, plan, ci)
-            if self.latent_rd is not None and rate.active and self.s.mode == "latent":
-                self._latent_bits_clip(gt, rate, lat, plan, ci)
-            if samples is not None:
-                samples.add(gt[:n_real], rec_u8[:n_real], first)
-            yield ci
+            self.speed.add(enc_s, dec_s, t * n)
+            del x
+            for i, (gt, (ci, (_, n_real, first))) in enumerate(zip(gts, group, strict=True)):
+                latents = {k: v[i : i + 1] for k, v in enc.latents.items()}
+                rec = model_to_unit(y[i : i + 1])[..., :h, :w]
+                extra: dict[str, Any] = {"encode_s": enc_s / n, "decode_s": dec_s / n}
+                if n > 1:
+                    extra["batch"] = n
+                if self.measures_rate:
+                    extra.update(self._clip_rate(vstate, rate, latents, h, w, t))
+                lat = latents if self.latent_rd is not None else None
+                del latents
+                rec_u8, _ = self._score(vstate, gt, rec, n_real, ci, first, extra)
+                if self.rd is not None:
+                    self._rd_clip(gt, plan, ci)
+                if self.latent_rd is not None and rate.active and self.s.mode == "latent":
+                    self._latent_bits_clip(gt, rate, lat, plan, ci)
+                if samples is not None:
+                    samples.add(gt[:n_real], rec_u8[:n_real], first)
+                yield ci
+            del y, enc, gts
 
     def _clip_rate(self, vstate: _VideoState, rate: _Rate, latents: dict[str, torch.Tensor], h: int, w: int,
                    t: int) -> dict[str, Any]:  # fmt: skip
@@ -225,6 +238,18 @@ class _RunState:
         values = score_frames(gt, cands, self.m.frame_metrics, self.m.lpips)
         for (c, q), r in runs.items():
             self.rd.add(c, q, r, values[f"{c}@{q}"], video=plan.name, clip=ci)
+
+
+def _groups(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of ``size`` (the last one shorter)."""
+    group: list[T] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _rate_values(size: int, tokens: int, bits: float, pixels: int) -> dict[str, Any]:

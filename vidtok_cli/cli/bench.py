@@ -55,6 +55,9 @@ def bench_cmd(
     ),
     i3d_weights: Path | None = typer.Option(None, "--i3d-weights", help="I3D TorchScript file for FVD."),
     max_clips: int | None = typer.Option(None, "--max-clips", help="At most this many clips per video."),
+    batch: int = typer.Option(
+        1, "--batch", help="Clips of a video run through the model this many at a time (keeps a GPU busy)."
+    ),
     rd: str | None = typer.Option(None, "--rd", help="Rate-distortion against codecs: x264,x265."),
     crf: str = typer.Option("18,23,28,33,38,43,48", "--crf", help="CRF sweep of --rd."),
     latent_bits: str | None = typer.Option(
@@ -138,7 +141,7 @@ def bench_cmd(
         frames=frames, long_video=long_video, metrics=wanted, strict_metrics=metrics is not None,
         lpips_weights=None if lpips_weights is None else str(lpips_weights),
         i3d_weights=None if i3d_weights is None else str(i3d_weights),
-        max_clips=max_clips, precision=precision, device=device,
+        max_clips=max_clips, precision=precision, device=device, batch=batch,
         rd_codecs=tuple(c for c in (rd or "").split(",") if c.strip()), rd_crfs=crf, rd_preset=preset,
         save_samples=None if save_samples is None else str(save_samples), force=force,
     )  # fmt: skip

@@ -70,6 +70,12 @@ def encode_cmd(
         "--clip-overlap",
         help="Non-causal models: frames shared by consecutive clips, cross-faded at decode.",
     ),
+    batch: int = typer.Option(
+        1,
+        "--batch",
+        help="Models of independent clips (VidTwin, non-causal VidTok): clips run through the model this "
+        "many at a time (same output; keeps a GPU busy).",
+    ),
     psnr: bool = typer.Option(
         False, "--psnr", help="Decode the written file and report its PSNR against the input frames."
     ),
@@ -122,7 +128,7 @@ def encode_cmd(
                 duration=duration, max_frames=max_frames, latent_dtype=parse_latent_dtype(latent_dtype),
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
                 tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
-                clips=clips, keyframe_model=keyframe_model, latent_bits=latent_bits,
+                clips=clips, keyframe_model=keyframe_model, latent_bits=latent_bits, batch=batch,
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank
