@@ -188,6 +188,54 @@ def apply_norm(norm: nn.Module, x: Tensor, scope: str) -> Tensor:
     raise ValueError(f"unknown norm scope {scope!r}")
 
 
+# ----------------------------------------------------------------------------- convolution kernel
+
+
+def _prepacked_ok(x: Tensor, weight: Tensor) -> bool:
+    """Whether ``x`` may run through oneDNN with a prepacked weight: CPU float32 inference, eager."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.numel() > 0
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+    )
+
+
+def conv3d(
+    owner: nn.Module,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int, int] = (1, 1, 1),
+    padding: tuple[int, int, int] = (0, 0, 0),
+) -> Tensor:
+    """``F.conv3d(x, weight, bias, stride, padding)``; ``weight`` is a 5-D view of ``owner``'s parameter.
+
+    CPU float32 inference calls oneDNN directly with the weight reordered once into its blocked layout
+    (kept on ``owner`` outside the state dict, redone when the parameter changes): torch otherwise
+    reorders the weight on every call and sends small inputs to a slow non-oneDNN kernel. Anything
+    else (autograd, autocast, other devices, compilation) takes ``F.conv3d``.
+    """
+    if _prepacked_ok(x, weight):
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), stride, padding)
+        cached = owner.__dict__.get("_packed_weight")
+        if cached is None or cached[0] != key:
+            packed = torch._C._nn.mkldnn_reorder_conv3d_weight(
+                weight.contiguous().to_mkldnn(), list(padding), list(stride), [1, 1, 1], 1, list(x.shape)
+            )
+            cached = (key, packed)
+            owner.__dict__["_packed_weight"] = cached
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, cached[1], bias, list(padding), list(stride), [1, 1, 1], 1, "none", [], ""
+        )
+    return F.conv3d(x, weight, bias, stride=stride, padding=padding)
+
+
 # ----------------------------------------------------------------------------- convolutions
 
 
@@ -196,7 +244,7 @@ class FrameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *pad))
+        return conv3d(self, x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *pad))
 
 
 class CausalConv3d(Streaming):
@@ -218,16 +266,14 @@ class CausalConv3d(Streaming):
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         if self.kernel_t == 1 and self.stride_t == 1:
-            return self.conv(x)
+            return conv3d(self.conv, x, self.conv.weight, self.conv.bias)
         buf = take_windows(
             x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate
         )
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
         p = self.space_pad
-        return F.conv3d(
-            buf, self.conv.weight, self.conv.bias, stride=(self.stride_t, 1, 1), padding=(0, p, p)
-        )
+        return conv3d(self.conv, buf, self.conv.weight, self.conv.bias, (self.stride_t, 1, 1), (0, p, p))
 
 
 class CausalConv1d(Streaming):
@@ -242,18 +288,20 @@ class CausalConv1d(Streaming):
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
         weight = self.conv.weight[..., None, None]
         if self.kernel_t == 1:
-            return F.conv3d(x, weight, self.conv.bias)
+            return conv3d(self.conv, x, weight, self.conv.bias)
         buf = take_windows(x, state, self.cache_key, self.kernel_t - 1, self.kernel_t, 1, self.replicate)
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
-        return F.conv3d(buf, weight, self.conv.bias)
+        return conv3d(self.conv, buf, weight, self.conv.bias)
 
 
 class SymConv3d(nn.Conv3d):
     """Non-causal nn.Conv3d (official keys without a ``.conv`` level); the state is ignored."""
 
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
-        return super().forward(x)
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv3d(self, x, self.weight, self.bias, tuple(self.stride), tuple(self.padding))
 
 
 class SymConv1d(nn.Conv1d):
@@ -261,7 +309,7 @@ class SymConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
         pad = (self.kernel_size[0] - 1) // 2
-        return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(pad, 0, 0))
+        return conv3d(self, x, self.weight[..., None, None], self.bias, (1, 1, 1), (pad, 0, 0))
 
 
 def in_float32(fn: Any, x: Tensor, *args: Any) -> Tensor:
