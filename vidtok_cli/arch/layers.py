@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 # ----------------------------------------------------------------------------- layout
 
@@ -203,6 +204,7 @@ def _prepacked_ok(x: Tensor, weight: Tensor) -> bool:
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and not torch.compiler.is_compiling()
+        and _get_current_dispatch_mode() is None  # e.g. FlopCounterMode sees the plain convolution
     )
 
 
@@ -219,7 +221,7 @@ def conv3d(
     CPU float32 inference calls oneDNN directly with the weight reordered once into its blocked layout
     (kept on ``owner`` outside the state dict, redone when the parameter changes): torch otherwise
     reorders the weight on every call and sends small inputs to a slow non-oneDNN kernel. Anything
-    else (autograd, autocast, other devices, compilation) takes ``F.conv3d``.
+    else (autograd, autocast, other devices, compilation, dispatch modes) takes ``F.conv3d``.
     """
     if _prepacked_ok(x, weight):
         key = (weight.data_ptr(), weight._version, tuple(weight.shape), stride, padding)
