@@ -1,7 +1,8 @@
 """One run that measures vidtok's speed: the model (fp32, bf16, compiled), the official code beside it,
 and the whole file pipeline (how busy the model is). Prints a Markdown table (``--json`` for JSON).
 
-    python benchmarks/perf.py                                 # small CPU run (seconds): model rows
+    python benchmarks/perf.py --quick                         # CI smoke run: tiny default model, seconds
+    python benchmarks/perf.py                                 # full-size model rows (minutes on a CPU)
     python benchmarks/perf.py --shape 1x3x17x256x256 --compile --video long.mp4 --max-frames 240
     python benchmarks/perf.py --official-python VENV/bin/python --official-ref CHECKOUT \\
         --official-harness ../shared/official-bench              # + vidtok vs official, same weights
@@ -36,6 +37,10 @@ from vidtok_cli.zoo import get_card
 
 # dense bf16 tensor-core peak (TFLOP/s) by device-name fragment, for the achieved fraction
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "4090": 165.0}
+
+
+QUICK_MODEL = "vidtok-default-kl"
+QUICK_SHAPE = "1x3x5x32x32"
 
 
 def sync(device: torch.device) -> None:
@@ -170,12 +175,18 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     cuda = torch.cuda.is_available()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="vidtok-kl-causal-488-4chn")
-    ap.add_argument("--shape", default="1x3x17x256x256" if cuda else "1x3x1x32x32")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CI smoke mode: the embedded default model ({QUICK_MODEL}), input {QUICK_SHAPE}, fp32 "
+        "only, one repeat (seconds on a CPU); explicit --model/--shape/--precisions/--repeats win",
+    )
+    ap.add_argument("--model", help="zoo model (default: vidtok-kl-causal-488-4chn, the official size)")
+    ap.add_argument("--shape", help="BxCxTxHxW (default: 1x3x17x256x256 on CUDA, 1x3x1x32x32 on CPU)")
+    ap.add_argument("--repeats", type=int, help="timed repeats after one warm-up (default 2)")
     ap.add_argument("--device", default="cuda" if cuda else "cpu")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--precisions", help="comma-separated rows: fp32, bf16 (autocast) (default both)")
     ap.add_argument("--compile", action="store_true", help="also a torch.compile'd row (minutes on CPU)")
     ap.add_argument("--official-python")
     ap.add_argument("--official-ref")
@@ -188,6 +199,15 @@ def main() -> None:
     ap.add_argument("--chunk-frames", type=int, default=16)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    defaults = (
+        (QUICK_MODEL, QUICK_SHAPE, 1, "fp32")
+        if a.quick
+        else ("vidtok-kl-causal-488-4chn", "1x3x17x256x256" if cuda else "1x3x1x32x32", 2, "fp32,bf16")
+    )
+    a.model = a.model or defaults[0]
+    a.shape = a.shape or defaults[1]
+    a.repeats = a.repeats or defaults[2]
+    a.precisions = a.precisions or defaults[3]
     if a.threads:
         torch.set_num_threads(a.threads)
     from vidtok_cli.runtime import compile_model, reuse_freed_memory
@@ -197,6 +217,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(get_card(a.model).config).eval().to(device)
     x = torch.rand(*(int(v) for v in a.shape.split("x")), device=device) * 2 - 1
+    enc_f, dec_f = count_flops(model, x)
     rows = []
     for p in a.precisions.split(","):
         rows.append(model_row(model, x, p, None if p == "fp32" else torch.bfloat16, a.repeats))
@@ -205,7 +226,6 @@ def main() -> None:
 
         compile_model(SimpleNamespace(module=model))
         rows.append(model_row(model, x, "fp32+compile", None, a.repeats))
-    enc_f, dec_f = count_flops(build_model(get_card(a.model).config).eval().to(device), x)
     frames = x.shape[0] * x.shape[2]
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name()), None)
     for r in rows:

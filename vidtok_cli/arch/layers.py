@@ -19,12 +19,14 @@ residual sums are updated in place so that no large temporary is allocated twice
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 # ----------------------------------------------------------------------------- layout
 
@@ -105,24 +107,46 @@ def assign_cache_keys(root: nn.Module) -> None:
 
 
 def take_windows(
-    x: Tensor, state: StreamState, key: str, front_pad: int, receptive: int, stride: int, replicate: bool
+    x: Tensor,
+    state: StreamState,
+    key: str,
+    front_pad: int,
+    receptive: int,
+    stride: int,
+    replicate: bool,
+    act: bool = False,
 ) -> Tensor | None:
     """Returns the frames that cover every complete causal window available so far, or None.
 
     The first call pads ``front_pad`` frames in front (copies of the first frame or zeros); the frames
-    that later windows still need stay in ``state`` under ``key``.
+    that later windows still need stay in ``state`` under ``key``. ``act`` applies SiLU to ``x`` first
+    (``x`` must then be a fresh activation); the activated frames are written straight behind the kept
+    ones in one new buffer, so neither the activation nor the concatenation allocates a temporary.
     """
     cache = state.caches.get(key)
-    if cache is None:
-        if x.shape[2] == 0:
-            return None
-        if front_pad == 0:
-            cache = x[:, :, :0]
-        elif replicate:
-            cache = like(x[:, :, :1].expand(-1, -1, front_pad, *x.shape[3:]), x)
+    if cache is None and x.shape[2] == 0:
+        return None
+    if act and not inplace_ok():
+        x, act = F.silu(x), False
+    kept = cache.shape[2] if cache is not None else front_pad
+    if kept == 0 or x.shape[2] == 0:
+        buf = cache if x.shape[2] == 0 else (F.silu(x, inplace=True) if act else x)
+    else:
+        b, c, t, h, w = x.shape
+        fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+        buf = torch.empty((b, c, kept + t, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+        body = buf[:, :, kept:]
+        if act:
+            torch.ops.aten.silu.out(x, out=body)
         else:
-            cache = like(x.new_zeros(x.shape[0], x.shape[1], front_pad, *x.shape[3:]), x)
-    buf = torch.cat([cache, x], dim=2) if cache.shape[2] else x
+            body.copy_(x)
+        front = buf[:, :, :kept]
+        if cache is not None:
+            front.copy_(cache)
+        elif replicate:
+            front.copy_(body[:, :, :1].expand(-1, -1, kept, -1, -1))
+        else:
+            front.zero_()
     length = buf.shape[2]
     n = (length - receptive) // stride + 1 if length >= receptive else 0
     state.caches[key] = buf[:, :, n * stride :].clone()
@@ -188,6 +212,60 @@ def apply_norm(norm: nn.Module, x: Tensor, scope: str) -> Tensor:
     raise ValueError(f"unknown norm scope {scope!r}")
 
 
+# ----------------------------------------------------------------------------- convolution kernel
+
+
+# module -> (key of the weight it was packed from, the oneDNN weight); outside the modules so that
+# state dicts, deepcopy and pickling never see the opaque oneDNN tensors
+_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _prepacked_ok(x: Tensor, weight: Tensor) -> bool:
+    """Whether ``x`` may run through oneDNN with a prepacked weight: CPU float32 inference, eager."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.numel() > 0
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+        and _get_current_dispatch_mode() is None  # e.g. FlopCounterMode sees the plain convolution
+    )
+
+
+def conv3d(
+    owner: nn.Module,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int, int] = (1, 1, 1),
+    padding: tuple[int, int, int] = (0, 0, 0),
+) -> Tensor:
+    """``F.conv3d(x, weight, bias, stride, padding)``; ``weight`` is a 5-D view of ``owner``'s parameter.
+
+    CPU float32 inference calls oneDNN directly with the weight reordered once into its blocked layout
+    (kept per ``owner`` outside the module, redone when the parameter changes): torch otherwise
+    reorders the weight on every call and sends small inputs to a slow non-oneDNN kernel. Anything
+    else (autograd, autocast, other devices, compilation, dispatch modes) takes ``F.conv3d``.
+    """
+    if _prepacked_ok(x, weight):
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), stride, padding)
+        cached = _PACKED.get(owner)
+        if cached is None or cached[0] != key:
+            packed = torch._C._nn.mkldnn_reorder_conv3d_weight(
+                weight.contiguous().to_mkldnn(), list(padding), list(stride), [1, 1, 1], 1, list(x.shape)
+            )
+            cached = (key, packed)
+            _PACKED[owner] = cached
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, cached[1], bias, list(padding), list(stride), [1, 1, 1], 1, "none", [], ""
+        )
+    return F.conv3d(x, weight, bias, stride=stride, padding=padding)
+
+
 # ----------------------------------------------------------------------------- convolutions
 
 
@@ -196,7 +274,7 @@ class FrameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-        return F.conv3d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *pad))
+        return conv3d(self, x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *pad))
 
 
 class CausalConv3d(Streaming):
@@ -216,18 +294,17 @@ class CausalConv3d(Streaming):
         self.replicate = replicate
         self.conv = nn.Conv3d(chan_in, chan_out, kernel_size, stride=(stride_t, 1, 1))
 
-    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+    def forward(self, x: Tensor, state: StreamState, act: bool = False) -> Tensor:
+        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation)."""
         if self.kernel_t == 1 and self.stride_t == 1:
-            return self.conv(x)
+            return conv3d(self.conv, silu(x) if act else x, self.conv.weight, self.conv.bias)
         buf = take_windows(
-            x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate
+            x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate, act
         )
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
         p = self.space_pad
-        return F.conv3d(
-            buf, self.conv.weight, self.conv.bias, stride=(self.stride_t, 1, 1), padding=(0, p, p)
-        )
+        return conv3d(self.conv, buf, self.conv.weight, self.conv.bias, (self.stride_t, 1, 1), (0, p, p))
 
 
 class CausalConv1d(Streaming):
@@ -239,21 +316,24 @@ class CausalConv1d(Streaming):
         self.replicate = replicate
         self.conv = nn.Conv1d(chan_in, chan_out, kernel_size)
 
-    def forward(self, x: Tensor, state: StreamState) -> Tensor:
+    def forward(self, x: Tensor, state: StreamState, act: bool = False) -> Tensor:
+        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation)."""
         weight = self.conv.weight[..., None, None]
         if self.kernel_t == 1:
-            return F.conv3d(x, weight, self.conv.bias)
-        buf = take_windows(x, state, self.cache_key, self.kernel_t - 1, self.kernel_t, 1, self.replicate)
+            return conv3d(self.conv, silu(x) if act else x, weight, self.conv.bias)
+        buf = take_windows(x, state, self.cache_key, self.kernel_t - 1, self.kernel_t, 1, self.replicate, act)
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
-        return F.conv3d(buf, weight, self.conv.bias)
+        return conv3d(self.conv, buf, weight, self.conv.bias)
 
 
 class SymConv3d(nn.Conv3d):
     """Non-causal nn.Conv3d (official keys without a ``.conv`` level); the state is ignored."""
 
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
-        return super().forward(x)
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv3d(self, x, self.weight, self.bias, tuple(self.stride), tuple(self.padding))
 
 
 class SymConv1d(nn.Conv1d):
@@ -261,7 +341,7 @@ class SymConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
         pad = (self.kernel_size[0] - 1) // 2
-        return F.conv3d(x, self.weight[..., None, None], self.bias, padding=(pad, 0, 0))
+        return conv3d(self, x, self.weight[..., None, None], self.bias, (1, 1, 1), (pad, 0, 0))
 
 
 def in_float32(fn: Any, x: Tensor, *args: Any) -> Tensor:
@@ -278,6 +358,21 @@ def silu(x: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- residual blocks
+
+
+def conv_silu_norm_chain(block: nn.Module, x: Tensor, state: StreamState) -> Tensor:
+    """``conv2(dropout(silu(norm2(conv1(silu(norm1(x)))))))`` of a temporal or 3-D residual block.
+
+    Causal convolutions take the SiLU into the buffer they assemble with their cached frames.
+    """
+    if isinstance(block.conv1, (CausalConv1d, CausalConv3d)):
+        h = block.conv1(apply_norm(block.norm1, x, block.scope), state, act=True)
+        h = apply_norm(block.norm2, h, block.scope)
+        if block.dropout.p == 0 or not block.training:
+            return block.conv2(h, state, act=True)
+        return block.conv2(block.dropout(silu(h)), state)
+    h = block.conv1(silu(apply_norm(block.norm1, x, block.scope)), state)
+    return block.conv2(block.dropout(silu(apply_norm(block.norm2, h, block.scope))), state)
 
 
 class ResnetBlock2D(nn.Module):
@@ -329,9 +424,7 @@ class TemporalResBlock(nn.Module):
         nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
-        h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
-        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
-        return add_residual(h, x)
+        return add_residual(conv_silu_norm_chain(self, x, state), x)
 
 
 class ResnetBlock3D(nn.Module):
@@ -353,9 +446,7 @@ class ResnetBlock3D(nn.Module):
         self.conv2 = conv()
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
-        h = self.conv1(silu(apply_norm(self.norm1, x, self.scope)), state)
-        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, self.scope))), state)
-        return add_residual(h, x)
+        return add_residual(conv_silu_norm_chain(self, x, state), x)
 
 
 class FrameAttention(nn.Module):

@@ -215,8 +215,10 @@ class Decoder(nn.Module):
                     h = self.layout(level_t.upsample(h, state))
         if h.shape[2] == 0:
             return empty
-        h = silu(apply_norm(self.norm_out, h, self.norm_scope))
-        return self.conv_out(h, state).contiguous()
+        h = apply_norm(self.norm_out, h, self.norm_scope)
+        if isinstance(self.conv_out, CausalConv3d):
+            return self.conv_out(h, state, act=True).contiguous()
+        return self.conv_out(silu(h), state).contiguous()
 
 
 @dataclass
