@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidtok_cli.errors import UsageError
 from vidtok_cli.tokenizer import Encoded, FrameLayout, LatentSpec, ModuleTokenizer
 
 NAME = "twin-double"
@@ -99,15 +100,15 @@ class TwinStreamsDouble(ModuleTokenizer):
         return self._module.decode(latents, only)
 
     def encode_chunk(self, x: torch.Tensor, state: Any = None) -> tuple[Encoded, Any]:
-        raise NotImplementedError("a non-causal double")
+        return self.encode(x), None  # whole clips, no state (as VidTwin)
 
     def decode_chunk(
         self, latents: Mapping[str, torch.Tensor], state: Any = None, final: bool = False
     ) -> tuple[torch.Tensor, Any]:
-        raise NotImplementedError("a non-causal double")
+        return self.decode(latents), None
 
     def blend_encoded(self, moments: torch.Tensor) -> Encoded:
-        raise NotImplementedError("a non-causal double")
+        raise UsageError("the three-stream double has no single moments tensor to blend (no tiling)")
 
 
 def _family() -> Any:
