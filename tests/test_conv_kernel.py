@@ -43,3 +43,14 @@ def test_causal_conv_fused_silu_and_deepcopy_after_inference() -> None:
     x.requires_grad_(True)  # autograd takes the plain path
     conv(x, StreamState(), act=True).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_weights_made_under_inference_mode() -> None:
+    """Weights created under torch.inference_mode are inference tensors without a version counter."""
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        conv = torch.nn.Conv3d(3, 4, 3)
+        x = torch.randn(1, 3, 4, 6, 6)
+        got = conv3d(conv, x, conv.weight, conv.bias, (1, 1, 1), (1, 1, 1))
+        want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(1, 1, 1))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -252,7 +252,9 @@ def conv3d(
     else (autograd, autocast, other devices, compilation, dispatch modes) takes ``F.conv3d``.
     """
     if _prepacked_ok(x, weight):
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), stride, padding)
+        # inference tensors (weights made under torch.inference_mode) have no version counter
+        version = None if weight.is_inference() else weight._version
+        key = (weight.data_ptr(), version, tuple(weight.shape), stride, padding)
         cached = _PACKED.get(owner)
         if cached is None or cached[0] != key:
             packed = torch._C._nn.mkldnn_reorder_conv3d_weight(
