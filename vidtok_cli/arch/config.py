@@ -16,6 +16,29 @@ class ArchConfigError(ValueError):
     """A config that does not describe a buildable VidTok model."""
 
 
+class FlatConfig:
+    """``to_dict`` / ``from_dict`` of a flat architecture dataclass (a card's ``[architecture]`` table)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-serialisable dict (tuples as lists, None entries dropped)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Any:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ArchConfigError(f"unknown architecture keys: {', '.join(unknown)}")
+        return cls(**dict(d))
+
+
 def _tuple_or_none(v: Any) -> tuple[int, ...] | None:
     if v is None:
         return None
@@ -23,7 +46,7 @@ def _tuple_or_none(v: Any) -> tuple[int, ...] | None:
 
 
 @dataclass(frozen=True)
-class VidTokConfig:
+class VidTokConfig(FlatConfig):
     """Everything needed to build a VidTok encoder/decoder/regularizer (official semantics).
 
     ``spatial_ds``/``tempo_ds``/``spatial_us``/``tempo_us`` of ``None`` mean the official defaults
@@ -186,25 +209,6 @@ class VidTokConfig:
         if self.norm_type == "groupnorm" and self.norm_groups is not None:
             return f"groupnorm:{self.norm_groups}"
         return self.norm_type
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-serialisable dict (tuples as lists, None entries dropped)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if v is None:
-                continue
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VidTokConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ArchConfigError(f"unknown architecture keys: {', '.join(unknown)}")
-        return cls(**d)
 
     @classmethod
     def from_official(

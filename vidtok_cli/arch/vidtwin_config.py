@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ArchConfigError
+from .config import ArchConfigError, FlatConfig
 
 ENGINE_TARGET = "VidAutoEncoderQformerCompactSymVidVAE"  # the official model class (model.target)
 _STT_KEYS = (
@@ -23,7 +22,7 @@ def _halve(n: int, times: int) -> int:
 
 
 @dataclass(frozen=True)
-class VidTwinConfig:
+class VidTwinConfig(FlatConfig):
     """Everything needed to build the official ``VidAutoEncoderQformerCompactSymVidVAE`` (official names).
 
     The STT encoder and decoder share ``input_size`` (T, H, W), ``patch_size``, ``hidden_size``, ``depth``
@@ -122,22 +121,6 @@ class VidTwinConfig:
             bad("cont_num_blocks and motion_num_blocks must be >= 0")
 
     # ----------------------------------------------------------- conversions
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-serialisable dict (tuples as lists)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> VidTwinConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ArchConfigError(f"unknown architecture keys: {', '.join(unknown)}")
-        return cls(**dict(d))
 
     @classmethod
     def from_official(cls, params: Mapping[str, Any]) -> VidTwinConfig:
