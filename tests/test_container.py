@@ -777,6 +777,17 @@ def test_wrong_magic_and_versions(tmp_path, token_file):
         VtokReader(tmp_path / "missing.vtok")
 
 
+def _recovery_problem(path: Path) -> str:
+    """What reading every payload of ``path`` in recovery mode reports: the reader's problem or its error."""
+    try:
+        r = VtokReader(path, recover=True)
+        for rec in r.records():
+            _ = rec.payload
+        return r.problem
+    except ContainerError as e:
+        return str(e)
+
+
 def test_damage_behind_a_valid_crc(tmp_path, token_file):
     """Records whose CRC was recomputed after damage: JSON, shapes, sizes and lengths are still checked."""
     path, _ = token_file
@@ -794,13 +805,7 @@ def test_damage_behind_a_valid_crc(tmp_path, token_file):
     cases["coding"] = dict(meta=meta_b, head=(rtype, 9, 0, len(payload), len(meta_b)))
     for what, kw in cases.items():
         q.write_bytes(rewrite_record(data, k_tok, **kw))
-        try:  # the record changed length, so the footer no longer fits: recovery scans the records
-            r = VtokReader(q, recover=True)
-            for rec in r.records():
-                _ = rec.payload
-            msg = r.problem
-        except ContainerError as e:
-            msg = str(e)
+        msg = _recovery_problem(q)  # the record changed length, so the footer no longer fits
         assert msg and what in msg and f"record {k_tok}" in msg and "\n" not in msg, msg
     # a huge payload length is refused without allocating it
     b = bytearray(data)
@@ -1041,13 +1046,7 @@ def test_damaged_stream_records_are_refused(tmp_path):
     }
     for what, kw in cases.items():
         q.write_bytes(rewrite_record(data, 1, **kw))
-        try:
-            r = VtokReader(q, recover=True)
-            for rec in r.records():
-                _ = rec.payload
-            msg = r.problem
-        except ContainerError as e:
-            msg = str(e)
+        msg = _recovery_problem(q)
         assert msg and what in msg and "record 1" in msg and "\n" not in msg, (what, msg)
     # a stream chunk cut off after its first stream: the chunk is incomplete, the frame before it is the last
     ends = record_ends(p)
