@@ -54,3 +54,23 @@ def test_weights_made_under_inference_mode() -> None:
         got = conv3d(conv, x, conv.weight, conv.bias, (1, 1, 1), (1, 1, 1))
         want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(1, 1, 1))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous", "mixed"])
+def test_residual_is_added_by_the_convolution(layout: str) -> None:
+    torch.manual_seed(3)
+    conv = torch.nn.Conv3d(6, 6, (1, 3, 3))
+    x = torch.randn(1, 6, 4, 7, 9)
+    r = torch.randn(1, 6, 4, 7, 9)
+    if layout != "contiguous":
+        x = layers.channels_last(x)
+    if layout == "channels_last":
+        r = layers.channels_last(r)
+    want = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1)) + r
+    kept = r.clone()
+    with torch.no_grad():
+        got = conv3d(conv, x, conv.weight, conv.bias, (1, 1, 1), (0, 1, 1), residual=r)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(r, kept)  # the residual is read, never overwritten
+    with torch.enable_grad():  # the autograd path adds it too
+        torch.testing.assert_close(conv3d(conv, x, conv.weight, conv.bias, (1, 1, 1), (0, 1, 1), r), want)

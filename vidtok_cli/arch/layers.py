@@ -267,13 +267,16 @@ def conv3d(
     bias: Tensor | None,
     stride: tuple[int, int, int] = (1, 1, 1),
     padding: tuple[int, int, int] = (0, 0, 0),
+    residual: Tensor | None = None,
 ) -> Tensor:
-    """``F.conv3d(x, weight, bias, stride, padding)``; ``weight`` is a 5-D view of ``owner``'s parameter.
+    """``F.conv3d(x, weight, bias, stride, padding)`` (``+ residual`` when given); ``weight`` is a 5-D view
+    of ``owner``'s parameter.
 
     CPU float32 inference calls oneDNN directly with the weight reordered once into its blocked layout
     (kept per ``owner`` outside the module, redone when the parameter changes): torch otherwise
     reorders the weight on every call and sends small inputs to a slow non-oneDNN kernel. Anything
-    else (autograd, autocast, other devices, compilation, dispatch modes) takes ``F.conv3d``.
+    else (autograd, autocast, other devices, compilation, dispatch modes) takes ``F.conv3d``. The
+    residual is added by oneDNN as the convolution writes its output when it has the output's layout.
     """
     if _prepacked_ok(x, weight):
         # inference tensors (weights made under torch.inference_mode) have no version counter
@@ -286,10 +289,23 @@ def conv3d(
             )
             cached = (key, packed)
             _PACKED[owner] = cached
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, cached[1], bias, list(padding), list(stride), [1, 1, 1], 1, "none", [], ""
-        )
-    return F.conv3d(x, weight, bias, stride=stride, padding=padding)
+        args = (cached[1], bias, list(padding), list(stride), [1, 1, 1], 1)
+        if (
+            residual is not None
+            and residual.dtype == x.dtype
+            and is_channels_last(residual) == is_channels_last(x)
+        ):
+            out_shape = [x.shape[0], weight.shape[0]] + [
+                (x.shape[2 + i] + 2 * padding[i] - weight.shape[2 + i]) // stride[i] + 1 for i in range(3)
+            ]
+            if list(residual.shape) == out_shape:
+                return torch.ops.mkldnn._convolution_pointwise.binary(
+                    x, residual, *args, "add", None, None, [], None
+                )
+        y = torch.ops.mkldnn._convolution_pointwise(x, *args, "none", [], "")
+    else:
+        y = F.conv3d(x, weight, bias, stride=stride, padding=padding)
+    return y if residual is None else add_residual(y, residual)
 
 
 # ----------------------------------------------------------------------------- convolutions
@@ -298,9 +314,10 @@ def conv3d(
 class FrameConv2d(nn.Conv2d):
     """An nn.Conv2d (official keys and shapes) applied to every frame of a video tensor."""
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        """The convolution of every frame of ``x`` (``+ residual`` when given)."""
         pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-        return conv3d(self, x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *pad))
+        return conv3d(self, x, self.weight.unsqueeze(2), self.bias, (1, *self.stride), (0, *pad), residual)
 
 
 class CausalConv3d(Streaming):
@@ -320,17 +337,22 @@ class CausalConv3d(Streaming):
         self.replicate = replicate
         self.conv = nn.Conv3d(chan_in, chan_out, kernel_size, stride=(stride_t, 1, 1))
 
-    def forward(self, x: Tensor, state: StreamState, act: bool = False) -> Tensor:
-        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation)."""
+    def forward(
+        self, x: Tensor, state: StreamState, act: bool = False, residual: Tensor | None = None
+    ) -> Tensor:
+        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation), ``+ residual``
+        when given (the output's shape)."""
         if self.kernel_t == 1 and self.stride_t == 1:
-            return conv3d(self.conv, silu(x) if act else x, self.conv.weight, self.conv.bias)
+            x = silu(x) if act else x
+            return conv3d(self.conv, x, self.conv.weight, self.conv.bias, residual=residual)
         buf = take_windows(
             x, state, self.cache_key, self.time_pad, self.kernel_t, self.stride_t, self.replicate, act
         )
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
         p = self.space_pad
-        return conv3d(self.conv, buf, self.conv.weight, self.conv.bias, (self.stride_t, 1, 1), (0, p, p))
+        w, b = self.conv.weight, self.conv.bias
+        return conv3d(self.conv, buf, w, b, (self.stride_t, 1, 1), (0, p, p), residual)
 
 
 class CausalConv1d(Streaming):
@@ -342,32 +364,40 @@ class CausalConv1d(Streaming):
         self.replicate = replicate
         self.conv = nn.Conv1d(chan_in, chan_out, kernel_size)
 
-    def forward(self, x: Tensor, state: StreamState, act: bool = False) -> Tensor:
-        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation)."""
+    def forward(
+        self, x: Tensor, state: StreamState, act: bool = False, residual: Tensor | None = None
+    ) -> Tensor:
+        """The convolution of ``x`` (of ``silu(x)`` with ``act``; ``x`` then a fresh activation), ``+ residual``
+        when given (the output's shape)."""
         weight = self.conv.weight[..., None, None]
         if self.kernel_t == 1:
-            return conv3d(self.conv, silu(x) if act else x, weight, self.conv.bias)
+            return conv3d(self.conv, silu(x) if act else x, weight, self.conv.bias, residual=residual)
         buf = take_windows(x, state, self.cache_key, self.kernel_t - 1, self.kernel_t, 1, self.replicate, act)
         if buf is None:
             return empty_frames(x, self.conv.out_channels)
-        return conv3d(self.conv, buf, weight, self.conv.bias)
+        return conv3d(self.conv, buf, weight, self.conv.bias, residual=residual)
 
 
 class SymConv3d(nn.Conv3d):
     """Non-causal nn.Conv3d (official keys without a ``.conv`` level); the state is ignored."""
 
-    def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: Tensor, state: StreamState | None = None, residual: Tensor | None = None
+    ) -> Tensor:
         if self.padding_mode != "zeros" or isinstance(self.padding, str):
-            return super().forward(x)
-        return conv3d(self, x, self.weight, self.bias, tuple(self.stride), tuple(self.padding))
+            y = super().forward(x)
+            return y if residual is None else add_residual(y, residual)
+        return conv3d(self, x, self.weight, self.bias, tuple(self.stride), tuple(self.padding), residual)
 
 
 class SymConv1d(nn.Conv1d):
     """Non-causal nn.Conv1d over time at every pixel (zero padding (k-1)/2)."""
 
-    def forward(self, x: Tensor, state: StreamState | None = None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: Tensor, state: StreamState | None = None, residual: Tensor | None = None
+    ) -> Tensor:
         pad = (self.kernel_size[0] - 1) // 2
-        return conv3d(self, x, self.weight[..., None, None], self.bias, (1, 1, 1), (pad, 0, 0))
+        return conv3d(self, x, self.weight[..., None, None], self.bias, (1, 1, 1), (pad, 0, 0), residual)
 
 
 def in_float32(fn: Any, x: Tensor, *args: Any) -> Tensor:
@@ -386,19 +416,20 @@ def silu(x: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- residual blocks
 
 
-def conv_silu_norm_chain(block: nn.Module, x: Tensor, state: StreamState) -> Tensor:
-    """``conv2(dropout(silu(norm2(conv1(silu(norm1(x)))))))`` of a temporal or 3-D residual block.
+def residual_chain(block: nn.Module, x: Tensor, state: StreamState) -> Tensor:
+    """``x + conv2(dropout(silu(norm2(conv1(silu(norm1(x)))))))`` of a temporal or 3-D residual block.
 
-    Causal convolutions take the SiLU into the buffer they assemble with their cached frames.
+    Causal convolutions take the SiLU into the buffer they assemble with their cached frames; the last
+    convolution adds ``x`` as it writes its output.
     """
     if isinstance(block.conv1, (CausalConv1d, CausalConv3d)):
         h = block.conv1(apply_norm(block.norm1, x, block.scope), state, act=True)
         h = apply_norm(block.norm2, h, block.scope)
         if block.dropout.p == 0 or not block.training:
-            return block.conv2(h, state, act=True)
-        return block.conv2(block.dropout(silu(h)), state)
+            return block.conv2(h, state, act=True, residual=x)
+        return block.conv2(block.dropout(silu(h)), state, residual=x)
     h = block.conv1(silu(apply_norm(block.norm1, x, block.scope)), state)
-    return block.conv2(block.dropout(silu(apply_norm(block.norm2, h, block.scope))), state)
+    return block.conv2(block.dropout(silu(apply_norm(block.norm2, h, block.scope))), state, residual=x)
 
 
 class ResnetBlock2D(nn.Module):
@@ -416,10 +447,9 @@ class ResnetBlock2D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(silu(apply_norm(self.norm1, x, "frame")))
-        h = self.conv2(self.dropout(silu(apply_norm(self.norm2, h, "frame"))))
         if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
-        return add_residual(h, x)
+        return self.conv2(self.dropout(silu(apply_norm(self.norm2, h, "frame"))), residual=x)
 
 
 class TemporalResBlock(nn.Module):
@@ -450,7 +480,7 @@ class TemporalResBlock(nn.Module):
         nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
-        return add_residual(conv_silu_norm_chain(self, x, state), x)
+        return residual_chain(self, x, state)
 
 
 class ResnetBlock3D(nn.Module):
@@ -472,7 +502,7 @@ class ResnetBlock3D(nn.Module):
         self.conv2 = conv()
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
-        return add_residual(conv_silu_norm_chain(self, x, state), x)
+        return residual_chain(self, x, state)
 
 
 class FrameAttention(nn.Module):
