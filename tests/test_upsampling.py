@@ -51,6 +51,10 @@ def test_temporal_phases_equal_repeat_then_causal_conv_in_any_chunking(replicate
     torch.testing.assert_close(whole, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.cat(parts, dim=2), want, rtol=1e-5, atol=1e-5)
     assert [p.shape[2] for p in parts] == [2, 0, 8, 8]
+    with torch.no_grad():  # the blend weight is folded into the phase kernels: a new one is used
+        up.mix_factor.fill_(-1.0)
+        again = up(x, StreamState(final=True))
+    torch.testing.assert_close(again, _reference(up, x, StreamState(final=True)), rtol=1e-5, atol=1e-5)
 
 
 def test_temporal_phases_under_bf16_autocast_stay_close() -> None:

@@ -228,18 +228,17 @@ _DERIVED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], Tensor, Te
 
 
 def derived_weights(
-    owner: nn.Module, weight: Tensor, bias: Tensor | None, make: Any
+    owner: nn.Module, params: tuple[Tensor | None, ...], make: Any
 ) -> tuple[Tensor, Tensor | None]:
-    """``make(weight, bias)``, remembered per ``owner`` while its parameters are unchanged (inference only)."""
+    """``make(*params)`` (a weight and a bias), remembered per ``owner`` while ``params`` are unchanged
+    (inference only)."""
     if torch.is_grad_enabled():
-        return make(weight, bias)
-    key = tuple(
-        (t.data_ptr(), None if t.is_inference() else t._version) for t in (weight, bias) if t is not None
-    )
+        return make(*params)
+    key = tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in params if t is not None)
     cached = _DERIVED.get(owner)
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            cached = (key, *make(weight, bias))
+            cached = (key, *make(*params))
         _DERIVED[owner] = cached
     return cached[1], cached[2]
 
@@ -590,7 +589,7 @@ class Upsample(nn.Module):
 
     def _phases(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
-        weight, bias = derived_weights(self, self.conv.weight, self.conv.bias, _spatial_phase_kernels)
+        weight, bias = derived_weights(self, (self.conv.weight, self.conv.bias), _spatial_phase_kernels)
         y = conv3d(self, x, weight, bias, (1, 1, 1), (0, 1, 1))  # (B, 4C, T, h+1, w+1)
         co = self.conv.out_channels
         out = torch.empty(
@@ -654,16 +653,24 @@ class TimeDownsample(Streaming):
         return alpha * x1 + (1 - alpha) * x2
 
 
-def _temporal_phase_kernels(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """A causal 3-tap temporal kernel applied after repeating every frame twice, as two 2-tap kernels on
-    the frames (stacked on output channels: even output frames, then odd).
+def _temporal_phase_kernels(
+    weight: Tensor, bias: Tensor | None, mix_factor: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """``alpha * up(x) + (1 - alpha) * conv(up(x))`` of :class:`TimeUpsample` (``up`` repeats every frame
+    twice, ``conv`` is causal with 3 taps), as two 2-tap kernels on the frames (stacked on output channels:
+    even output frames, then odd).
 
     Output frame 2i reads repeated frames (2i-2, 2i-1, 2i) = inputs (i-1, i-1, i): taps (w0 + w1, w2) over
-    inputs (i-1, i); frame 2i+1 reads (i-1, i, i): (w0, w1 + w2).
+    inputs (i-1, i); frame 2i+1 reads (i-1, i, i): (w0, w1 + w2). Both scale by 1 - alpha and add alpha
+    times input i (an identity at the centre of their second tap).
     """
+    alpha = torch.sigmoid(mix_factor).to(weight.dtype)
     w0, w1, w2 = weight[:, :, 0], weight[:, :, 1], weight[:, :, 2]
-    even, odd = torch.stack([w0 + w1, w2], 2), torch.stack([w0, w1 + w2], 2)
-    return torch.cat([even, odd]), None if bias is None else bias.repeat(2)
+    k = torch.cat([torch.stack([w0 + w1, w2], 2), torch.stack([w0, w1 + w2], 2)]) * (1 - alpha)
+    co, ci, _, kh, kw = k.shape
+    centre = k[:, :, 1, kh // 2, kw // 2]
+    centre += torch.eye(ci, dtype=k.dtype, device=k.device).repeat(2, 1) * alpha
+    return k, None if bias is None else bias.repeat(2) * (1 - alpha)
 
 
 class TimeUpsample(Streaming):
@@ -727,8 +734,8 @@ class TimeUpsample(Streaming):
         return video(torch.stack([positions(even), positions(odd)], dim=2).reshape(b, 2 * m, h, w, c))
 
     def _nearest_causal(self, x: Tensor, state: StreamState) -> Tensor:
-        """The causal 3x3x3 convolution of the frames repeated twice, computed on the frames themselves as
-        two 2-frame phase convolutions (:func:`_temporal_phase_kernels`), blended with the repeated frames.
+        """The blend of the frames repeated twice with their causal 3x3x3 convolution, computed on the frames
+        themselves as two 2-frame phase convolutions (:func:`_temporal_phase_kernels`).
 
         Frame pair (2i, 2i+1) depends only on input frames (i-1, i), so the stream keeps one input frame
         (front padding: one zero or first frame, as the two padded upsampled frames); 18 instead of 27
@@ -738,7 +745,8 @@ class TimeUpsample(Streaming):
         buf = take_windows(x, state, self.cache_key + ".frames", 1, 2, 1, conv.replicate)
         if buf is None:
             return empty_frames(x, conv.conv.out_channels)
-        weight, bias = derived_weights(self, conv.conv.weight, conv.conv.bias, _temporal_phase_kernels)
+        params = (conv.conv.weight, conv.conv.bias, self.mix_factor)
+        weight, bias = derived_weights(self, params, _temporal_phase_kernels)
         y = conv3d(self, buf, weight, bias, (1, 1, 1), (0, conv.space_pad, conv.space_pad))
         b, c2, n, h, w = y.shape
         c = c2 // 2
@@ -746,9 +754,8 @@ class TimeUpsample(Streaming):
             (b, c, 2 * n, h, w), dtype=y.dtype, device=y.device,
             memory_format=torch.channels_last_3d if is_channels_last(y) else torch.contiguous_format,
         )  # fmt: skip
-        alpha = torch.sigmoid(self.mix_factor).to(y.dtype)
-        for phase in (0, 1):  # alpha * x + (1 - alpha) * conv, written into every other frame
-            torch.lerp(y[:, phase * c : (phase + 1) * c], x.to(y.dtype), alpha, out=out[:, :, phase::2])
+        for phase in (0, 1):  # even frames, odd frames
+            out[:, :, phase::2].copy_(y[:, phase * c : (phase + 1) * c])
         return out
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
