@@ -159,12 +159,18 @@ def stream_row(
             sync(device)
             return t1 - t0, time.perf_counter() - t1, decoded
 
-    if warmup:
-        once()
-    reset_peak_memory(device)
-    enc, dec, decoded = once()
-    return {"run": label, "size": f"{width}x{height}", "frames": n, "chunk": chunk, "encode_fps": n / enc,
-            "decode_fps": decoded / dec, "encode_s": enc, "decode_s": dec, "peak_mib": peak_memory_mib(device)}  # fmt: skip
+    row: dict[str, Any] = {"run": label, "size": f"{width}x{height}", "frames": n, "chunk": chunk}
+    try:
+        if warmup:
+            once()
+        reset_peak_memory(device)
+        enc, dec, decoded = once()
+    except torch.OutOfMemoryError:  # e.g. fp32 at 1080p: report it and go on with the other rows
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {**row, "encode_fps": "out of memory", "peak_mib": peak_memory_mib(device)}
+    return {**row, "encode_fps": n / enc, "decode_fps": decoded / dec, "encode_s": enc, "decode_s": dec,
+            "peak_mib": peak_memory_mib(device)}  # fmt: skip
 
 
 def official_rows(a: argparse.Namespace, threads: int) -> list[dict[str, Any]] | str:
@@ -235,7 +241,7 @@ def pipeline_row(video: str, max_frames: int | None, chunk_frames: int) -> dict[
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every row's columns, in first-seen order
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
