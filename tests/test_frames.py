@@ -115,6 +115,25 @@ def test_frames_to_tensor_accepts_lists_tensors_and_dtypes():
         FR.frames_to_tensor(frames.astype(np.int32))
     with pytest.raises(ValueError, match="shape"):
         FR.frames_to_tensor(frames[..., :2])
+    # a list of (pinned, on CUDA) frame tensors, as `pinned_frames` hands them out
+    assert torch.equal(FR.frames_to_tensor([torch.from_numpy(f) for f in frames]), x)
+
+
+def test_pinned_frames_leaves_cpu_runs_alone_and_pins_for_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = [np.full((4, 6, 3), i, dtype=np.uint8) for i in range(3)]
+    assert FR.pinned_frames(frames, "cpu") is frames  # untouched: same arrays, nothing pinned
+    pinned: list[torch.Tensor] = []
+
+    def fake_pin(t: torch.Tensor) -> torch.Tensor:  # CUDA is not needed to check what gets pinned
+        pinned.append(t)
+        return t.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    lazy = FR.pinned_frames(iter(frames), torch.device("cuda"))
+    assert pinned == []  # pinned where it is consumed (the reader thread), not here
+    out = list(lazy)
+    assert len(pinned) == 3 and all(isinstance(t, torch.Tensor) for t in out)
+    assert [int(t[0, 0, 0]) for t in out] == [0, 1, 2] and out[0].shape == (4, 6, 3)
 
 
 def test_resize_frame_is_resize_then_crop_in_uint8():

@@ -96,3 +96,56 @@ def test_a_file_of_another_family_is_refused(tmp_path: Path) -> None:
     err = assert_one_line_error(cli("decode", str(vt), "-o", str(out), "--weights", "vidtok-default-kl"))
     assert "trivial latents" in err and "vidtok model" in err
     assert not out.exists()
+
+
+def test_device_copies_are_plain_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = torch.arange(6, dtype=torch.uint8)
+
+    def no_pinning(_t: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("nothing is pinned on a CPU run")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", no_pinning)
+    assert runtime.to_device(t, "cpu") is t
+    assert runtime.pin_if_cuda(t, torch.device("cpu")) is t
+    assert runtime.to_host_async(t) is t
+
+
+def test_pin_if_cuda_pins_host_tensors_for_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = torch.arange(6, dtype=torch.uint8)
+    pinned = torch.zeros(6, dtype=torch.uint8)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda _t: pinned)
+    assert runtime.pin_if_cuda(t, torch.device("cuda")) is pinned
+    assert runtime.pin_if_cuda(t, "cuda:1") is pinned
+
+
+class _Marker:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def synchronize(self) -> None:
+        self.log.append(f"wait {self.name}")
+
+
+def test_ready_one_behind_hands_out_each_item_after_the_next_is_queued_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+
+    def produce(n: int):
+        for i in range(n):
+            log.append(f"queue {i}")
+            yield i
+
+    count = iter(range(100))
+    monkeypatch.setattr(runtime, "_copies_done_marker", lambda dev: _Marker(log, str(next(count))))
+    for i in runtime.ready_one_behind(produce(3), torch.device("cuda")):
+        log.append(f"use {i}")
+    assert log == [
+        "queue 0", "queue 1", "wait 0", "use 0", "queue 2", "wait 1", "use 1", "wait 2", "use 2"
+    ]  # fmt: skip
+    # on the CPU: each item at once, no lookahead, no marker
+    log.clear()
+    monkeypatch.setattr(runtime, "_copies_done_marker", None)
+    for i in runtime.ready_one_behind(produce(2), "cpu"):
+        log.append(f"use {i}")
+    assert log == ["queue 0", "use 0", "queue 1", "use 1"]

@@ -174,3 +174,16 @@ def test_noncausal_overlapping_clips_cross_fade():
         list(encode_frames(m, iter(frames), clip_overlap=3))
     with pytest.raises(UsageError, match="non-causal"):
         list(encode_frames(_model(z_channels=4), iter(frames), clip_overlap=4))
+
+
+def test_clip_fader_makes_its_weights_on_the_clips_device() -> None:
+    """The cross-fade of overlapping clips stays on their device (CUDA decoding; the meta device here,
+    which refuses CPU operands the same way)."""
+    from vidtok_cli.stream import _ClipFader
+
+    fader = _ClipFader()
+    assert list(fader.push(torch.zeros(1, 3, 4, 2, 2, device="meta"), 0)) == []
+    ((first, head),) = fader.push(torch.zeros(1, 3, 4, 2, 2, device="meta"), 2)
+    assert first == 0 and head.shape[2] == 2
+    ((first, faded),) = fader.flush()
+    assert first == 2 and faded.device.type == "meta" and faded.shape[2] == 4

@@ -24,7 +24,7 @@ from .file_meta import (
     header_streams,
     stream_mismatch,
 )
-from .runtime import compute_dtype, precision_name
+from .runtime import check_compile_mode, compute_dtype, precision_name
 
 Progress = Callable[[int], None]
 
@@ -158,11 +158,13 @@ def encode_file(
     if m.weights_path is not None:
         hub.record_weights(m.weights_path, m.weights_sha256)
     with vtok.VtokWriter(dst, header, force=force) as writer:
+        from .frames import pinned_frames
         from .prefetch import prefetch
         from .stream import encode_frames
 
         ahead = 2 * max(chunk_frames, batch * m.frame_layout.clip_frames)
-        frames = prefetch(source.frames(), depth=ahead)  # decoded ahead of the model
+        # decoded ahead of the model (and, for CUDA, pinned) in the reader thread
+        frames = prefetch(pinned_frames(source.frames(), m.device), depth=ahead)
         chunks = encode_frames(
             m, frames, chunk_frames=chunk_frames, segment_frames=segment_frames, tile=tile,
             tile_overlap=tile_overlap, clip_overlap=clip_overlap, autocast_dtype=amp, batch=batch,
@@ -427,6 +429,7 @@ def decode_file(
     size: str | None = None,
     view: str | None = None,
     compile: bool = False,
+    compile_mode: str = "auto",
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
@@ -438,10 +441,11 @@ def decode_file(
     and the summary's ``warning`` says so. ``size``: ``"source"`` scales the frames of a fixed-size model
     back to the source video's width x height (recorded at encode time). ``view``: motion-token files
     only (``motion_codec``): ``"motion"`` writes the colour-coded motion field.
-    ``compile``: ``torch.compile`` the model first (``runtime.compile_model``).
+    ``compile``: ``torch.compile`` the model first (``runtime.compile_model``) in ``compile_mode``.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    check_compile_mode(compile_mode, compile)
     if fmt not in ("mp4", "png"):
         raise UsageError(f"unknown output format {fmt!r} (mp4 or png)")
     if size is not None and size != "source":
@@ -470,7 +474,7 @@ def decode_file(
     if compile:
         from .runtime import compile_model
 
-        compile_model(m)
+        compile_model(m, mode=compile_mode)
     amp = compute_dtype(precision, m.device)
     from .stream import check_fixed_size_tile, check_only, check_tile
 

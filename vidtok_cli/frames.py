@@ -17,11 +17,13 @@ Decisions (each one a convention the rest of the package relies on):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .runtime import pin_if_cuda, to_device, to_host_async
 
 __all__ = [
     "center_crop",
@@ -30,6 +32,7 @@ __all__ = [
     "frames_to_unit",
     "model_to_unit",
     "pad_to_multiple",
+    "pinned_frames",
     "quantize_unit",
     "resize_frame",
     "resize_frames",
@@ -47,15 +50,19 @@ __all__ = [
 
 
 def frames_to_tensor(
-    frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor,
+    frames: Sequence[np.ndarray] | Sequence[torch.Tensor] | np.ndarray | torch.Tensor,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Frames (a list of ``(H, W, 3)``, or a ``(T, H, W, 3)``/``(H, W, 3)`` array or tensor), uint8 or
-    float in [0, 255] (e.g. resized but not rounded, as the bench feeds them) -> ``(1, 3, T, H, W)`` in
-    [-1, 1] of ``dtype`` on ``device``."""
+    """Frames (a list of ``(H, W, 3)`` arrays or tensors, or a ``(T, H, W, 3)``/``(H, W, 3)`` array or
+    tensor), uint8 or float in [0, 255] (e.g. resized but not rounded, as the bench feeds them) ->
+    ``(1, 3, T, H, W)`` in [-1, 1] of ``dtype`` on ``device`` (on CUDA copied asynchronously through
+    pinned memory, `runtime.to_device`)."""
     if isinstance(frames, torch.Tensor):
         x = frames
+    elif not isinstance(frames, np.ndarray) and len(frames) and isinstance(frames[0], torch.Tensor):
+        # frames as tensors (pinned by `pinned_frames`): each copied on its own, stacked on the device
+        x = torch.stack([to_device(torch.as_tensor(f), device) for f in frames])
     else:
         arr = frames if isinstance(frames, np.ndarray) else np.stack(frames)
         x = torch.from_numpy(np.ascontiguousarray(arr))
@@ -65,12 +72,27 @@ def frames_to_tensor(
         raise ValueError(f"expected frames of shape (T, H, W, 3), got {tuple(x.shape)}")
     if x.dtype != torch.uint8 and not x.dtype.is_floating_point:
         raise ValueError(f"expected uint8 or float frames, got {x.dtype}")
-    x = x.to(device)
+    x = to_device(x, device)  # uint8 crosses to the device (a quarter of float32), converted there
     return (x.permute(3, 0, 1, 2).unsqueeze(0).to(dtype) / 127.5 - 1.0).contiguous()
 
 
-def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
-    """``(1, 3, T, H, W)`` or ``(3, T, H, W)`` in [-1, 1] -> uint8 ``(T, H, W, 3)`` (see the module doc)."""
+def pinned_frames(
+    frames: Iterable[np.ndarray], device: torch.device | str
+) -> Iterable[np.ndarray] | Iterator[torch.Tensor]:
+    """For a CUDA ``device``: each uint8 ``(H, W, 3)`` frame as a tensor in pinned host memory, made
+    where the iterator is consumed (a reader thread, `prefetch`), so that ``frames_to_tensor`` copies
+    it asynchronously; for any other device ``frames`` itself, untouched."""
+    if torch.device(device).type != "cuda":
+        return frames
+    return (pin_if_cuda(torch.from_numpy(np.ascontiguousarray(f)), device) for f in frames)
+
+
+def tensor_to_frames(x: torch.Tensor, non_blocking: bool = False) -> np.ndarray:
+    """``(1, 3, T, H, W)`` or ``(3, T, H, W)`` in [-1, 1] -> uint8 ``(T, H, W, 3)`` (see the module doc).
+
+    ``non_blocking`` (CUDA): the frames are copied into pinned memory without waiting; the returned
+    array holds them only once the device's stream has passed the copy (`runtime.ready_one_behind`).
+    """
     if x.ndim == 5:
         if x.shape[0] != 1:
             raise ValueError(f"expected batch size 1, got {tuple(x.shape)}; convert each video separately")
@@ -78,7 +100,8 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     if x.ndim != 4 or x.shape[0] != 3:
         raise ValueError(f"expected (1, 3, T, H, W) or (3, T, H, W), got {tuple(x.shape)}")
     y = ((x.detach().to(torch.float32).clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return y.permute(1, 2, 3, 0).contiguous().cpu().numpy()
+    y = y.permute(1, 2, 3, 0).contiguous()
+    return (to_host_async(y) if non_blocking else y.cpu()).numpy()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,14 @@ import torch
 
 from .errors import UsageError
 from .frames import frames_to_tensor, tensor_to_frames
-from .runtime import autocast, recompute_if_not_finite, state_in_float32
+from .runtime import (
+    autocast,
+    ready_one_behind,
+    recompute_if_not_finite,
+    state_in_float32,
+    to_device,
+    to_host_async,
+)
 from .tokenizer import Encoded, LatentSpec, Tokenizer
 
 
@@ -54,14 +61,16 @@ class EncodedChunk:
 
 
 def per_sample(
-    specs: Mapping[str, LatentSpec], latents: Mapping[str, torch.Tensor]
+    specs: Mapping[str, LatentSpec], latents: Mapping[str, torch.Tensor], non_blocking: bool = False
 ) -> dict[str, torch.Tensor]:
     """A batch of one as per-sample tensors on the CPU (continuous float32, tokens int64); a clip-level
-    stream keeps its leading axis, which counts its steps (clips)."""
+    stream keeps its leading axis, which counts its steps (clips). ``non_blocking`` (CUDA): copied into
+    pinned memory without waiting (`runtime.to_host_async`; the caller waits, `ready_one_behind`)."""
+    host = to_host_async if non_blocking else torch.Tensor.cpu
     out = {}
     for k, v in latents.items():
         v = v if k in specs and specs[k].clip_level else v[0]
-        out[k] = v.cpu() if v.dtype == torch.int64 else v.float().cpu()
+        out[k] = host(v if v.dtype == torch.int64 else v.float())
     return out
 
 
@@ -311,7 +320,7 @@ class ChunkDecoder:
 
 def encode_frames(
     model: Tokenizer,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray] | Iterable[torch.Tensor],
     chunk_frames: int = 16,
     segment_frames: int | None = None,
     autocast_dtype: torch.dtype | None = None,
@@ -322,12 +331,32 @@ def encode_frames(
 ) -> Iterator[EncodedChunk]:
     """Encodes uint8 (H, W, 3) frames (already at a size the model accepts) into latent chunks.
 
+    ``frames``: arrays, or tensors (on CUDA pinned ones, `frames.pinned_frames`, copy asynchronously).
     ``autocast_dtype``: run the model under autocast to this dtype (see ``runtime``). ``tile``/
     ``tile_overlap`` (pixels): encode overlapping spatial tiles separately (bounded memory for large
     frames) and blend them. ``clip_overlap`` (non-causal models): consecutive clips share this many
     frames, which ``decode_chunks`` cross-fades to hide clip seams. ``batch`` (non-causal models): clips
-    run through the model this many at a time; the chunks are the same as one at a time.
+    run through the model this many at a time; the chunks are the same as one at a time. On CUDA a
+    chunk is handed out once the next one is queued on the device (`runtime.ready_one_behind`).
     """
+    chunks = _encode_frames(
+        model, frames, chunk_frames, segment_frames, autocast_dtype, tile, tile_overlap, clip_overlap, batch
+    )
+    yield from ready_one_behind(chunks, model.device)
+
+
+def _encode_frames(
+    model: Tokenizer,
+    frames: Iterable[np.ndarray] | Iterable[torch.Tensor],
+    chunk_frames: int,
+    segment_frames: int | None,
+    autocast_dtype: torch.dtype | None,
+    tile: int | None,
+    tile_overlap: int | None,
+    clip_overlap: int,
+    batch: int,
+) -> Iterator[EncodedChunk]:
+    """`encode_frames` with the chunks' latents possibly still on their way to the host (CUDA)."""
     if chunk_frames < 1:
         raise UsageError("--chunk-frames must be >= 1")
     check_segment_frames(segment_frames, model)
@@ -372,7 +401,8 @@ def encode_frames(
             f0, f1 = (seg_first_frame + f for f in layout.latent_frames(first, seg_latents))
         else:
             f0, f1 = frame_pos - len(chunk), frame_pos
-        yield EncodedChunk(per_sample(model.latent_specs, out.latents), latent_count, f0, f1, new_segment)
+        latents = per_sample(model.latent_specs, out.latents, non_blocking=True)
+        yield EncodedChunk(latents, latent_count, f0, f1, new_segment)
         latent_count += t
         new_segment = False
 
@@ -446,7 +476,7 @@ class _ClipBatch:
             if t == 0:
                 continue
             yield EncodedChunk(
-                per_sample(model.latent_specs, latents),
+                per_sample(model.latent_specs, latents, non_blocking=True),
                 self.latent_count,
                 first,
                 first + len(clip),
@@ -524,8 +554,8 @@ def _to_model(
     or for clip-level streams a batch of the chunk's clips."""
     specs = model.latent_specs
     return {
-        k: (v if k in specs and specs[k].clip_level else v.unsqueeze(0)).to(
-            device=device, dtype=None if v.dtype == torch.int64 else dtype
+        k: to_device(v if k in specs and specs[k].clip_level else v.unsqueeze(0), device).to(
+            dtype=None if v.dtype == torch.int64 else dtype
         )
         for k, v in latents.items()
     }
@@ -552,7 +582,7 @@ class _ClipFader:
             # cross-fade the frames both clips cover, linearly from the old clip to the new one
             n = self.held_first + held.shape[2] - first_frame
             yield self.held_first, held[:, :, :-n]
-            w = (torch.arange(1, n + 1, dtype=out.dtype) / (n + 1)).view(1, 1, n, 1, 1)
+            w = (torch.arange(1, n + 1, dtype=out.dtype, device=out.device) / (n + 1)).view(1, 1, n, 1, 1)
             out = torch.cat([held[:, :, -n:] * (1 - w) + out[:, :, :n] * w, out[:, :, n:]], dim=2)
         elif held is not None:
             yield self.held_first, held
@@ -578,7 +608,23 @@ def decode_chunks(
     Frames are those of the padded sequence; the caller trims padding. ``tile``: see ``encode_frames``.
     ``as_tensors``: yield the decoder's output (1, 3, T, H, W) in [-1, 1] instead (the bench scores it).
     ``only``: decode only this group of streams (one of ``model.stream_groups``; non-causal models).
+    On CUDA (frames, not ``as_tensors``) a piece is handed out once the next one is queued on the device
+    and its own copy to pinned host memory is complete (`runtime.ready_one_behind`).
     """
+    pieces = _decode_chunks(model, chunks, autocast_dtype, tile, tile_overlap, as_tensors, only)
+    yield from pieces if as_tensors else ready_one_behind(pieces, model.device)
+
+
+def _decode_chunks(
+    model: Tokenizer,
+    chunks: Iterable[EncodedChunk],
+    autocast_dtype: torch.dtype | None,
+    tile: int | None,
+    tile_overlap: int | None,
+    as_tensors: bool,
+    only: str | None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """`decode_chunks` with the frames possibly still on their way to the host (CUDA)."""
     check_only(only, model)
     device, dtype = model.device, model.dtype
     decoder = ChunkDecoder(model, tile, tile_overlap, only)
@@ -588,7 +634,7 @@ def decode_chunks(
 
     def emit(first: int, x: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
         if x.shape[2]:
-            yield first, x if as_tensors else tensor_to_frames(x)
+            yield first, x if as_tensors else tensor_to_frames(x, non_blocking=True)
 
     def flush_stream() -> Iterator[tuple[int, np.ndarray]]:
         empty = {k: v[:, :, :0] if v.dtype != torch.int64 else v[:, :0] for k, v in last_z.items()}

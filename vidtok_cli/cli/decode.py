@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..runtime import COMPILE_MODE_HELP
 from .app import app
 from .console import console, frame_progress, print_summary
 
@@ -52,6 +53,7 @@ def decode_cmd(
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile the model (minutes of compilation; for long jobs)."
     ),
+    compile_mode: str = typer.Option("auto", "--compile-mode", help=COMPILE_MODE_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -65,6 +67,7 @@ def decode_cmd(
             fmt=fmt, audio=not no_audio, force=force, device=device, progress=cb, tile=tile,
             tile_overlap=tile_overlap, precision=precision, only=only, size=size, view=view,
             streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"), compile=compile_,
+            compile_mode=compile_mode,
         )  # fmt: skip
     if summary.get("warning") and not (quiet or as_json):
         console(stderr=True).print(f"vidtok: warning: {summary['warning']}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UsageError
+from ..runtime import COMPILE_MODE_HELP
 from .app import app
 from .console import frame_progress, print_summary
 
@@ -86,6 +87,7 @@ def encode_cmd(
     compile_: bool = typer.Option(
         False, "--compile", help="torch.compile the model (minutes of compilation; for long jobs)."
     ),
+    compile_mode: str = typer.Option("auto", "--compile-mode", help=COMPILE_MODE_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -98,8 +100,10 @@ def encode_cmd(
     from ..dtypes import parse_latent_dtype
     from ..file_meta import check_latent_bits
     from ..loading import load_model
+    from ..runtime import check_compile_mode
 
     check_latent_bits(latent_bits, parse_latent_dtype(latent_dtype))
+    check_compile_mode(compile_mode, compile_)
 
     if len(inputs) > 1 or output.is_dir():
         output.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,7 @@ def encode_cmd(
     if compile_:
         from ..runtime import compile_model
 
-        compile_model(m)
+        compile_model(m, mode=compile_mode)
     for src, dst in targets:
         with frame_progress(quiet or as_json, f"encode {src.name}") as cb:
             summary = encode_file(
