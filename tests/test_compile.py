@@ -37,6 +37,23 @@ def _compiled_matches_eager(backend: str) -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("version", ["v1.0", "v1.1"])
+def test_encoder_and_decoder_trace_as_one_graph_each(version: str) -> None:
+    """No graph break: the inference-only paths (prepacked oneDNN kernels, out= writes into cache buffers,
+    phase convolutions with remembered kernels) step aside while torch.compile traces."""
+    cfg = VidTokConfig(
+        ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=4, version=version,
+        interpolation_mode="trilinear" if version == "v1.1" else "nearest",
+    )  # fmt: skip
+    module = build_model(cfg).eval()
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = module.encode(x).latent
+        for part, arg in ((module.encoder, x), (module.decoder, z)):
+            report = torch._dynamo.explain(part)(arg, StreamState(final=True))
+            assert (report.graph_count, report.graph_break_count) == (1, 0), report.break_reasons
+
+
 def test_compiled_model_matches_eager() -> None:
     torch._dynamo.reset()
     _compiled_matches_eager("aot_eager")

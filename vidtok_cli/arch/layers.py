@@ -59,8 +59,10 @@ def video(v: Tensor) -> Tensor:
 
 
 def inplace_ok() -> bool:
-    """Whether activations may be overwritten in place (no autograd graph is recorded)."""
-    return not torch.is_grad_enabled()
+    """Whether activations may be overwritten in place and the inference-only paths taken: no autograd
+    graph is recorded and nothing is being traced by ``torch.compile`` (their out= and cached-weight
+    operations would break the graph)."""
+    return not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 def add_residual(h: Tensor, x: Tensor) -> Tensor:
@@ -246,7 +248,8 @@ def derived_weights(
 def _prepacked_ok(x: Tensor, weight: Tensor) -> bool:
     """Whether ``x`` may run through oneDNN with a prepacked weight: CPU float32 inference, eager."""
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and x.numel() > 0
@@ -254,7 +257,6 @@ def _prepacked_ok(x: Tensor, weight: Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
-        and not torch.compiler.is_compiling()
         and _get_current_dispatch_mode() is None  # e.g. FlopCounterMode sees the plain convolution
     )
 
@@ -727,7 +729,9 @@ class TimeUpsample(Streaming):
             right[:, :, i] = cur[:, :, i]
         even = 0.75 * cur + 0.25 * left
         odd = 0.75 * cur + 0.25 * right
-        state.caches[key] = (frames[:, :, m:].clone(), frames[:, :, m - 1 : m].clone(), start + m)
+        # past the group boundary the position no longer matters: a bounded count keeps compiled
+        # decoders from recompiling on every chunk
+        state.caches[key] = (frames[:, :, m:].clone(), frames[:, :, m - 1 : m].clone(), min(start + m, g + 1))
         b, c, _, h, w = cur.shape
         if not is_channels_last(cur):
             return torch.stack([even, odd], dim=3).reshape(b, c, 2 * m, h, w)
