@@ -44,7 +44,7 @@ def encode_file(
     dst: str | os.PathLike[str],
     model: Any = None,
     *,
-    chunk_frames: int = 16,
+    chunk_frames: int | None = None,
     fps: float | Fraction | None = None,
     size: int | None = None,
     crop: bool = False,
@@ -66,6 +66,8 @@ def encode_file(
     keyframe_model: Any = None,
     latent_bits: int | None = None,
     batch: int = 1,
+    max_memory: int | str | None = None,
+    on_plan: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Encodes a video file into a .vtok file; returns a summary (frames, sizes, bits per pixel, time).
 
@@ -83,9 +85,14 @@ def encode_file(
     ``bf16`` or ``fp16`` (see ``runtime``). ``clips`` / ``keyframe_model``: motion-token models only
     (``input_kind == "motion"``, see ``motion_codec``): the clip plan and the key frames' model.
     ``batch``: models of independent clips run this many clips at a time (same file as one at a time).
+    ``chunk_frames``: frames per encoder step (default 16). ``max_memory`` (bytes or ``"4GiB"``): choose the
+    chunk and tile sizes not given so that encoding and decoding fit (``memory_plan``); ``on_plan`` is
+    called with the `memory_plan.Plan` before encoding starts.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    given_chunk, chunk_frames = chunk_frames, 16 if chunk_frames is None else chunk_frames
+    budget = _parse_memory(max_memory)
     refuse_existing(dst, force, VidtokError)
     if crop and not size:
         raise UsageError("--crop needs --size")
@@ -100,7 +107,8 @@ def encode_file(
              "--segment-frames": bool(segment_frames), "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--clip-overlap": bool(clip_overlap),
              "--psnr": psnr, "--chunk-frames": chunk_frames != 16,
-             "--precision": precision not in ("auto", "fp32"), "--batch": batch != 1},
+             "--precision": precision not in ("auto", "fp32"), "--batch": batch != 1,
+             "--max-memory": budget is not None},
             "a motion-token model",
         )  # fmt: skip
         return encode_motion_file(
@@ -147,6 +155,19 @@ def encode_file(
         window["fps"] = fps
         fit = partial(resize_frame, size=size, crop=crop)
     source = _Source(src, window, fit, m.frame_layout.spatial_factor, progress)
+    plan = None
+    if budget is not None:
+        from .memory_plan import plan_memory
+
+        size_hw = (source.height + source.pad_h, source.width + source.pad_w)
+        plan = plan_memory(
+            m, size_hw, budget, chunk_frames=given_chunk, tile=tile, tile_overlap=tile_overlap,
+            autocast_dtype=amp, batch=batch,
+        )  # fmt: skip
+        tile, tile_overlap = plan.tile, plan.tile_overlap
+        chunk_frames = plan.chunk_frames if m.frame_layout.causal else chunk_frames
+        if on_plan is not None:
+            on_plan(plan)
     audio_info, audio_packets = (None, iter(()))
     if audio and info.has_audio:
         audio_info, audio_packets = video.iter_audio_packets(src, start=start, duration=duration)
@@ -199,7 +220,23 @@ def encode_file(
         "seconds": elapsed,
         "frames_per_second": n / elapsed,
         **quality,
+        **_plan_summary(plan),
     }
+
+
+def _parse_memory(max_memory: int | str | None) -> int | None:
+    if max_memory is None:
+        return None
+    from .memory_plan import parse_memory
+
+    return parse_memory(max_memory)
+
+
+def _plan_summary(plan: Any) -> dict[str, Any]:
+    """The summary's entries for a `memory_plan.Plan` (none without one)."""
+    if plan is None:
+        return {}
+    return {"memory_plan": plan.describe(), **({"memory_warning": plan.warning} if plan.warning else {})}
 
 
 def _check_stream_options(
@@ -365,15 +402,17 @@ def _decoded_blocks(
     autocast_dtype: Any = None,
     only: str | None = None,
     swap: StreamsFrom | None = None,
+    max_steps: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Decoded uint8 frames ``[start_frame, end)`` of an open .vtok file, in blocks, padding removed.
 
     ``only``: decode this stream group alone. ``swap``: streams taken from another file's chunk of the same
-    place, chunk by chunk (`cross.swap_streams`).
+    place, chunk by chunk (`cross.swap_streams`). ``max_steps``: decode at most this many latent steps at
+    a time (`stream.split_chunks`).
     """
     import torch
 
-    from .stream import EncodedChunk, decode_chunks
+    from .stream import EncodedChunk, decode_chunks, split_chunks
 
     h = reader.header
     width, height = int(h["source"]["width"]), int(h["source"]["height"])
@@ -388,7 +427,8 @@ def _decoded_blocks(
                 segment_start=c.segment_start,
             )
 
-    for first, block in decode_chunks(m, chunks(), autocast_dtype, tile, tile_overlap, only=only):
+    pieces = chunks() if max_steps is None else split_chunks(m, chunks(), max_steps)
+    for first, block in decode_chunks(m, pieces, autocast_dtype, tile, tile_overlap, only=only):
         lo, hi = max(start_frame, first), min(end, first + block.shape[0])
         if hi <= lo:
             if first >= end:
@@ -430,6 +470,8 @@ def decode_file(
     view: str | None = None,
     compile: bool = False,
     compile_mode: str = "auto",
+    max_memory: int | str | None = None,
+    on_plan: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Decodes a .vtok file into an MP4 (or a folder of PNG frames); returns a summary.
 
@@ -442,6 +484,9 @@ def decode_file(
     back to the source video's width x height (recorded at encode time). ``view``: motion-token files
     only (``motion_codec``): ``"motion"`` writes the colour-coded motion field.
     ``compile``: ``torch.compile`` the model first (``runtime.compile_model``) in ``compile_mode``.
+    ``max_memory``: choose the decoding chunk (at most the file's records) and the tile size not given so
+    that decoding fits (``memory_plan``); ``on_plan`` is called with the `memory_plan.Plan` before
+    decoding starts.
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
@@ -450,6 +495,7 @@ def decode_file(
         raise UsageError(f"unknown output format {fmt!r} (mp4 or png)")
     if size is not None and size != "source":
         raise UsageError(f"--size takes 'source' (the source video's size), not {size!r}")
+    budget = _parse_memory(max_memory)
     if fmt == "mp4":
         refuse_existing(dst, force, VidtokError)
     reader = vtok.VtokReader(src)
@@ -462,7 +508,8 @@ def decode_file(
         refuse_options(
             {"--size": size is not None, "--tile": tile is not None,
              "--tile-overlap": tile_overlap is not None, "--start-frame": bool(start_frame), "--frames": frames is not None,
-             "--dynamics-from": streams_from is not None, "--compile": compile},
+             "--dynamics-from": streams_from is not None, "--compile": compile,
+             "--max-memory": budget is not None},
             "a motion-token file",
         )  # fmt: skip
         return decode_motion_file(
@@ -490,12 +537,19 @@ def decode_file(
         raise UsageError(f"--start-frame {start_frame} is outside the file's {total} frames")
     end = total if frames is None else min(total, start_frame + frames)
     fps = Fraction(*h["source"]["fps"])
+    plan, max_steps = (
+        _decode_plan(h, m, budget, tile, tile_overlap, amp) if budget is not None else (None, None)
+    )
+    if plan is not None:
+        tile, tile_overlap = plan.tile, plan.tile_overlap
+        if on_plan is not None:
+            on_plan(plan)
 
     def wanted() -> Iterator[np.ndarray]:
         from .frames import resize_frames
 
         done = 0
-        blocks = _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap, amp, only, swap)
+        blocks = _decoded_blocks(reader, m, start_frame, end, tile, tile_overlap, amp, only, swap, max_steps)
         for out in blocks:
             done += out.shape[0]
             if progress is not None:
@@ -546,7 +600,26 @@ def decode_file(
         "seconds": elapsed,
         "frames_per_second": written / elapsed if elapsed else None,
         **({"warning": warning} if warning else {}),
+        **_plan_summary(plan),
     }
+
+
+def _decode_plan(
+    h: dict[str, Any], m: Any, budget: int, tile: int | None, tile_overlap: int | None, amp: Any
+) -> tuple[Any, int | None]:
+    """The `memory_plan.Plan` of decoding a file within ``budget`` bytes, and the latent steps to decode at
+    a time (None: whole records)."""
+    from .memory_plan import DEFAULT_CHUNK, plan_memory
+
+    layout = m.frame_layout
+    pad = h["padding"]["pad"]
+    size_hw = (int(h["source"]["height"]) + pad[0] + pad[1], int(h["source"]["width"]) + pad[2] + pad[3])
+    record = (h.get("chunking") or {}).get("frames_per_record") or DEFAULT_CHUNK
+    plan = plan_memory(
+        m, size_hw, budget, tile=tile, tile_overlap=tile_overlap, autocast_dtype=amp, decode_only=True,
+        max_chunk=record,
+    )  # fmt: skip
+    return plan, plan.chunk_frames // layout.temporal_factor if layout.causal else None
 
 
 def _output_size(header: dict[str, Any], size: str | None, src: Path) -> tuple[int, int] | None:

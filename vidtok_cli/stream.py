@@ -594,6 +594,28 @@ class _ClipFader:
             self.held = None
 
 
+def split_chunks(model: Tokenizer, chunks: Iterable[EncodedChunk], max_steps: int) -> Iterator[EncodedChunk]:
+    """The chunks of a causal stream, each cut into pieces of at most ``max_steps`` latent steps (decoding
+    them gives the same frames in less memory); chunks of independent clips unchanged."""
+    layout, specs = model.frame_layout, model.latent_specs
+    if not layout.causal:
+        yield from chunks
+        return
+    for chunk in chunks:
+        steps = _steps(model, chunk.latents, batched=False)
+        if steps <= max_steps:
+            yield chunk
+            continue
+        frame = chunk.first_frame
+        for a in range(0, steps, max_steps):
+            n = min(max_steps, steps - a)
+            first = chunk.segment_start and a == 0  # a stream's first step decodes to one frame
+            frames = n * layout.temporal_factor - (layout.temporal_factor - 1 if first else 0)
+            latents = {k: v.narrow(specs[k].step_axis(False), a, n) for k, v in chunk.latents.items()}
+            yield EncodedChunk(latents, chunk.first_latent + a, frame, frame + frames, first)
+            frame += frames
+
+
 def decode_chunks(
     model: Tokenizer,
     chunks: Iterable[EncodedChunk],

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..bench.config import FRAME_METRICS
 from ..bench.result import BenchResult
+from ..memory_plan import format_bytes
 
 
 def _cell(v: Any, metric: str, available: bool) -> str:
@@ -20,14 +21,6 @@ def _cell(v: Any, metric: str, available: bool) -> str:
     if metric.startswith("bpp"):
         return f"{v:.4f}"
     return str(v)
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
 
 def print_report(result: BenchResult, console: Any) -> None:
@@ -113,7 +106,7 @@ def _summary_lines(result: BenchResult, avail: dict[str, bool]) -> list[str]:
         lines.append(
             f"speed: encode {enc} frames/s, decode {dec} frames/s ({sp['dtype']} on {sp['device']} "
             f"{sp.get('device_name', '')}, {sp['frames_timed']} frames, {warm}); peak memory "
-            f"{_fmt_bytes(sp['peak_memory_bytes'])} ({sp['peak_memory_kind'].split(' (')[0]})"
+            f"{format_bytes(sp['peak_memory_bytes'])} ({sp['peak_memory_kind'].split(' (')[0]})"
         )
     return lines
 

@@ -10,8 +10,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from ..memory_plan import Plan
 
 
 def console(stderr: bool = False):  # noqa: ANN201 - rich import kept lazy
@@ -39,6 +43,20 @@ def print_summary(summary: dict, as_json: bool, quiet: bool, title: str) -> None
             continue
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     console().print(table)
+
+
+def plan_printer(quiet: bool) -> Callable[[Plan], None] | None:
+    """A callback printing a `memory_plan.Plan` (and its warning) on stderr, one line each; None if quiet."""
+    if quiet:
+        return None
+
+    def show(plan: Plan) -> None:
+        err = console(stderr=True)
+        err.print(f"vidtok: {plan.describe()}", markup=False, highlight=False)
+        if plan.warning:
+            err.print(f"vidtok: warning: {plan.warning}", markup=False, highlight=False)
+
+    return show
 
 
 @contextmanager

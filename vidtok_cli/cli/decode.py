@@ -8,7 +8,7 @@ import typer
 
 from ..runtime import COMPILE_MODE_HELP
 from .app import app
-from .console import console, frame_progress, print_summary
+from .console import console, frame_progress, plan_printer, print_summary
 
 
 @app.command("decode")
@@ -33,6 +33,12 @@ def decode_cmd(
     ),
     tile_overlap: int | None = typer.Option(
         None, "--tile-overlap", help="Pixels shared by neighbouring tiles (default: a quarter tile)."
+    ),
+    max_memory: str | None = typer.Option(
+        None,
+        "--max-memory",
+        help="Pick the decoding chunk and --tile (if not given) so that decoding fits in this much memory, "
+        "e.g. 4GiB, 512MiB (weights included).",
     ),
     only: str | None = typer.Option(
         None,
@@ -68,6 +74,7 @@ def decode_cmd(
             tile_overlap=tile_overlap, precision=precision, only=only, size=size, view=view,
             streams_from=None if dynamics_from is None else (dynamics_from, "dynamics"), compile=compile_,
             compile_mode=compile_mode,
+            max_memory=max_memory, on_plan=plan_printer(quiet),
         )  # fmt: skip
     if summary.get("warning") and not (quiet or as_json):
         console(stderr=True).print(f"vidtok: warning: {summary['warning']}", markup=False, highlight=False)

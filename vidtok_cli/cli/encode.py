@@ -10,7 +10,7 @@ import typer
 from ..errors import UsageError
 from ..runtime import COMPILE_MODE_HELP
 from .app import app
-from .console import frame_progress, print_summary
+from .console import frame_progress, plan_printer, print_summary
 
 
 @app.command("encode")
@@ -29,7 +29,15 @@ def encode_cmd(
     keyframe_model: str | None = typer.Option(
         None, "--keyframe-model", help="Motion-token models: the model of the key frames (default model)."
     ),
-    chunk_frames: int = typer.Option(16, "--chunk-frames", help="Frames per encoder step (memory vs speed)."),
+    chunk_frames: int | None = typer.Option(
+        None, "--chunk-frames", help="Frames per encoder step (memory vs speed; default 16)."
+    ),
+    max_memory: str | None = typer.Option(
+        None,
+        "--max-memory",
+        help="Pick --chunk-frames and --tile (those not given) so that encoding and decoding fit in this "
+        "much memory, e.g. 4GiB, 4G, 512MiB, 1.5GB (weights included).",
+    ),
     fps: float | None = typer.Option(
         None,
         "--fps",
@@ -133,6 +141,7 @@ def encode_cmd(
                 segment_frames=segment_frames, audio=not no_audio, force=force, progress=cb, tile=tile,
                 tile_overlap=tile_overlap, clip_overlap=clip_overlap, psnr=psnr, precision=precision,
                 clips=clips, keyframe_model=keyframe_model, latent_bits=latent_bits, batch=batch,
+                max_memory=max_memory, on_plan=plan_printer(quiet),
             )  # fmt: skip
         if world > 1:
             summary["rank"] = rank
