@@ -57,13 +57,22 @@ def test_temporal_phases_equal_repeat_then_causal_conv_in_any_chunking(replicate
     torch.testing.assert_close(again, _reference(up, x, StreamState(final=True)), rtol=1e-5, atol=1e-5)
 
 
-def test_temporal_phases_under_bf16_autocast_stay_close() -> None:
+@pytest.mark.parametrize("module", ["spatial", "temporal"])
+def test_reduced_precision_keeps_upsample_then_convolve(module: str) -> None:
+    """Under autocast the phase kernels (sums of taps, the blend weight folded in) would be rounded as
+    weights: the layers upsample then convolve, also when handed float32 frames."""
     torch.manual_seed(2)
-    up = TimeUpsample(8, causal=True, replicate=False)
-    assign_cache_keys(up)
+    if module == "spatial":
+        up: torch.nn.Module = Upsample(8)
+        args: tuple[object, ...] = ()
+    else:
+        up = TimeUpsample(8, causal=True, replicate=False)
+        assign_cache_keys(up)
+        args = (StreamState(final=True),)
     x = torch.randn(1, 8, 4, 6, 6)
-    want = _reference(up, x, StreamState(final=True))
+    want = _reference(up, x, *args)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        got = up(x, StreamState(final=True))
+        got = up(x, *[StreamState(final=True) for _ in args])
+    assert up not in layers._DERIVED
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)

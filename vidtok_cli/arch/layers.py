@@ -555,6 +555,16 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
+def phases_ok(x: Tensor) -> bool:
+    """Whether the upsampling layers may run as phase convolutions: float32 inference without autocast.
+
+    Their kernels are sums of the original taps (and, in time, the blend weight); under reduced precision
+    those sums would be rounded as weights, so autocast keeps upsample-then-convolve.
+    """
+    autocasting = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    return inplace_ok() and x.dtype == torch.float32 and not autocasting
+
+
 def _spatial_phase_kernels(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """A 3x3 kernel applied after nearest 2x upsampling, as four 2x2 kernels on the input (one per output
     phase (dy, dx), stacked on output channels in the order (0,0), (0,1), (1,0), (1,1)).
@@ -611,7 +621,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, t, h, w = x.shape
-        if inplace_ok() and t:
+        if t and phases_ok(x):
             return self._phases(x)
         if not is_channels_last(x):
             up = x[:, :, :, :, None, :, None].expand(b, c, t, h, 2, w, 2).reshape(b, c, t, 2 * h, 2 * w)
@@ -763,7 +773,7 @@ class TimeUpsample(Streaming):
         return out
 
     def forward(self, x: Tensor, state: StreamState) -> Tensor:
-        if self.causal and not self.linear and inplace_ok() and self.conv.kernel_t == 3:
+        if self.causal and not self.linear and self.conv.kernel_t == 3 and phases_ok(x):
             return self._nearest_causal(x, state)
         alpha = torch.sigmoid(self.mix_factor)
         if self.linear:
@@ -778,5 +788,5 @@ class TimeUpsample(Streaming):
             return up
         out = self.conv(up, state)
         if inplace_ok():  # alpha * up + (1 - alpha) * out
-            return out.lerp_(up, alpha.to(out.dtype))
+            return out.lerp_(up.to(out.dtype), alpha.to(out.dtype))
         return alpha * up + (1 - alpha) * out
