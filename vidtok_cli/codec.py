@@ -322,14 +322,22 @@ def _encode_header(
 
 
 def _write_chunks(writer: vtok.VtokWriter, specs: Any, chunks: Iterable[Any], segments: bool) -> int:
-    """Writes every encoded chunk (all its streams); returns the number of tokens of discrete streams."""
+    """Writes every encoded chunk (all its streams); returns the number of tokens of discrete streams.
+
+    Quantizing, entropy coding and writing run in a writer thread, in order, while the model encodes
+    the next chunk (`prefetch.write_behind`)."""
+    from .prefetch import write_behind
+
     n_tokens = 0
-    for chunk in chunks:
-        if chunk.segment_start and segments:
-            writer.mark_segment(chunk.first_frame, chunk.first_latent)
-        arrays = {name: chunk.latents[name].numpy() for name in specs}
-        writer.write_chunk(arrays, chunk.first_frame, chunk.end_frame, chunk.first_latent)
-        n_tokens += sum(arrays[name].size for name, spec in specs.items() if spec.discrete)
+    with write_behind(lambda job: job(), name="vidtok-vtok-writer") as submit:
+        for chunk in chunks:
+            if chunk.segment_start and segments:
+                submit(partial(writer.mark_segment, chunk.first_frame, chunk.first_latent))
+            arrays = {name: chunk.latents[name].numpy() for name in specs}
+            submit(
+                partial(writer.write_chunk, arrays, chunk.first_frame, chunk.end_frame, chunk.first_latent)
+            )
+            n_tokens += sum(arrays[name].size for name, spec in specs.items() if spec.discrete)
     return n_tokens
 
 
@@ -427,7 +435,10 @@ def _decoded_blocks(
                 segment_start=c.segment_start,
             )
 
-    pieces = chunks() if max_steps is None else split_chunks(m, chunks(), max_steps)
+    from .prefetch import prefetch
+
+    read = prefetch(chunks(), depth=2, name="vidtok-vtok-reader")  # entropy decoding beside the model
+    pieces = read if max_steps is None else split_chunks(m, read, max_steps)
     for first, block in decode_chunks(m, pieces, autocast_dtype, tile, tile_overlap, only=only):
         lo, hi = max(start_frame, first), min(end, first + block.shape[0])
         if hi <= lo:
