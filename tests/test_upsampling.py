@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vidtok_cli.arch import layers
-from vidtok_cli.arch.layers import StreamState, TimeUpsample, Upsample, assign_cache_keys, channels_last
+from vidtok_cli.arch.layers import StreamState, assign_cache_keys, channels_last
+from vidtok_cli.arch.resample import TimeUpsample, Upsample
 
 
 def _reference(module: torch.nn.Module, *args: object) -> torch.Tensor:

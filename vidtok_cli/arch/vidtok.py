@@ -29,16 +29,12 @@ from torch import Tensor, nn
 from .config import VidTokConfig
 from .layers import (
     CausalConv3d,
-    Downsample,
     FrameAttention,
     ResnetBlock2D,
     ResnetBlock3D,
     StreamState,
     SymConv3d,
     TemporalResBlock,
-    TimeDownsample,
-    TimeUpsample,
-    Upsample,
     apply_norm,
     assign_cache_keys,
     channels_last,
@@ -47,6 +43,7 @@ from .layers import (
     silu,
 )
 from .regularizers import FSQ, DiagonalGaussian
+from .resample import Downsample, TimeDownsample, TimeUpsample, Upsample
 
 
 class _Level(nn.Module):

@@ -38,15 +38,12 @@ from torch import nn
 from ..arch.layers import (
     CausalConv1d,
     CausalConv3d,
-    Downsample,
     FrameAttention,
     ResnetBlock2D,
     ResnetBlock3D,
     TemporalResBlock,
-    TimeDownsample,
-    TimeUpsample,
-    Upsample,
 )
+from ..arch.resample import Downsample, TimeDownsample, TimeUpsample, Upsample
 from ..arch.vidtok import VidTokModel
 
 RGB = (0, 1, 2)
