@@ -48,6 +48,12 @@ def like(x: Tensor, ref: Tensor) -> Tensor:
     return channels_last(x) if is_channels_last(ref) else x.contiguous()
 
 
+def empty_like_layout(ref: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """An uninitialised video tensor of ``shape`` with ``ref``'s dtype, device and memory format."""
+    fmt = torch.channels_last_3d if is_channels_last(ref) else torch.contiguous_format
+    return torch.empty(shape, dtype=ref.dtype, device=ref.device, memory_format=fmt)
+
+
 def positions(x: Tensor) -> Tensor:
     """The (B, T, H, W, C) view of a video tensor (contiguous for a channels-last one)."""
     return x.permute(0, 2, 3, 4, 1)
@@ -135,8 +141,7 @@ def take_windows(
         buf = cache if x.shape[2] == 0 else (F.silu(x, inplace=True) if act else x)
     else:
         b, c, t, h, w = x.shape
-        fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
-        buf = torch.empty((b, c, kept + t, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+        buf = empty_like_layout(x, (b, c, kept + t, h, w))
         body = buf[:, :, kept:]
         if act:
             torch.ops.aten.silu.out(x, out=body)

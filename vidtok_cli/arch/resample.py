@@ -21,6 +21,7 @@ from .layers import (
     conv3d,
     derived_weights,
     empty_frames,
+    empty_like_layout,
     inplace_ok,
     is_channels_last,
     positions,
@@ -89,19 +90,10 @@ class Upsample(nn.Module):
         weight, bias = derived_weights(self, (self.conv.weight, self.conv.bias), _spatial_phase_kernels)
         y = conv3d(self, x, weight, bias, (1, 1, 1), (0, 1, 1))  # (B, 4C, T, h+1, w+1)
         co = self.conv.out_channels
-        out = torch.empty(
-            (b, co, t, 2 * h, 2 * w), dtype=y.dtype, device=y.device,
-            memory_format=torch.channels_last_3d if is_channels_last(y) else torch.contiguous_format,
-        )  # fmt: skip
-        if is_channels_last(out):
-            grid = positions(out).view(b, t, h, 2, w, 2, co)
-            src = positions(y)
-            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-                grid[:, :, :, dy, :, dx].copy_(src[:, :, dy : dy + h, dx : dx + w, k * co : (k + 1) * co])
-        else:
-            grid = out.view(b, co, t, h, 2, w, 2)
-            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-                grid[:, :, :, :, dy, :, dx].copy_(y[:, k * co : (k + 1) * co, :, dy : dy + h, dx : dx + w])
+        out = empty_like_layout(y, (b, co, t, 2 * h, 2 * w))
+        grid = out.unflatten(4, (w, 2)).unflatten(3, (h, 2))  # (B, C, T, h, dy, w, dx), a view in any layout
+        for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            grid[:, :, :, :, dy, :, dx].copy_(y[:, k * co : (k + 1) * co, :, dy : dy + h, dx : dx + w])
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -249,10 +241,7 @@ class TimeUpsample(Streaming):
         y = conv3d(self, buf, weight, bias, (1, 1, 1), (0, conv.space_pad, conv.space_pad))
         b, c2, n, h, w = y.shape
         c = c2 // 2
-        out = torch.empty(
-            (b, c, 2 * n, h, w), dtype=y.dtype, device=y.device,
-            memory_format=torch.channels_last_3d if is_channels_last(y) else torch.contiguous_format,
-        )  # fmt: skip
+        out = empty_like_layout(y, (b, c, 2 * n, h, w))
         for phase in (0, 1):  # even frames, odd frames
             out[:, :, phase::2].copy_(y[:, phase * c : (phase + 1) * c])
         return out
